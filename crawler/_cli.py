@@ -1,0 +1,193 @@
+"""The ``crawler`` command line (click)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+from rich.console import Console
+
+from crawler._engine import Engine
+from crawler._exceptions import CrawlerError, SettingsError, SinkError, SpiderLoadError
+from crawler._generic import SiteSpider
+from crawler._loader import load_spider_class
+from crawler._log import configure_logging
+from crawler._progress import report_progress, summary_table
+from crawler._settings import VERSION, Settings, load_settings
+from crawler._spider import Spider
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _is_url(target: str) -> bool:
+    return target.lower().startswith(("http://", "https://"))
+
+
+def _spider_args(pairs: tuple[str, ...]) -> dict[str, str]:
+    args = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="-a/--arg")
+        args[key] = value
+    return args
+
+
+async def _run(engine: Engine, settings: Settings) -> bool:
+    """Run the engine with signal handling and progress; True when interrupted."""
+    interrupted = False
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if interrupted:  # a second Ctrl-C: stop now
+                        engine.stop("interrupted", deadline=0)
+                        continue
+                    interrupted = True
+                    engine.log.warning(
+                        "interrupted: finishing in-flight requests (Ctrl-C again to stop now)",
+                        signal=signal.Signals(signum).name,
+                        deadline=settings.crawl.shutdown_timeout,
+                    )
+                    engine.stop("interrupted", deadline=settings.crawl.shutdown_timeout)
+
+        tg.start_soon(watch_signals)
+        if settings.log.progress or not sys.stderr.isatty():
+            live = settings.log.progress and sys.stderr.isatty()
+            tg.start_soon(lambda: report_progress(engine, live=live, interval=settings.log.summary_interval))
+        await engine.run()
+        tg.cancel_scope.cancel()
+    return interrupted
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(VERSION, prog_name="crawler")
+def cli() -> None:
+    """Crawl web sites and harvest HTTP APIs, politely, on trio or asyncio."""
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True)
+@click.option("-o", "--output", "outputs", multiple=True, metavar="URI",
+              help="Where items go (repeatable): items.jsonl, items.csv, sqlite:///items.db, - for stdout. "
+              "Default: sqlite:///<spider name>.db.")
+@click.option("--concurrency", type=int, metavar="N", help="Requests in flight across all hosts. [16]")
+@click.option("--per-host", type=int, metavar="N", help="Requests in flight per host. [2]")
+@click.option("--delay", type=float, metavar="SECONDS", help="Delay between requests to one host, jittered. [0]")
+@click.option("--max-pages", type=int, metavar="N", help="Stop after N pages.")
+@click.option("--max-items", type=int, metavar="N", help="Stop after N items.")
+@click.option("--max-depth", type=int, metavar="N", help="Do not follow links deeper than N (start URLs: 0).")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Timeout per request. [30]")
+@click.option("--backend", type=click.Choice(["trio", "asyncio"]), help="Event loop. [asyncio]")
+@click.option("--ignore-robots", is_flag=True, default=None, help="Do not fetch or obey robots.txt.")
+@click.option("--user-agent", metavar="TEXT", help="User-Agent header, also matched in robots.txt.")
+@click.option("-s", "--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Any setting, e.g. -s crawl.jitter=0.2 (repeatable).")
+@click.option("-a", "--arg", "spider_args", multiple=True, metavar="NAME=VALUE",
+              help="Spider argument, set as an attribute of the spider (repeatable).")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), help="Log format. [auto]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level. [info]")
+@click.option("--stats-file", type=click.Path(dir_okay=False), help="Write the final stats as JSON to this file.")
+@click.option("--no-progress", is_flag=True, default=None, help="No live display on a terminal.")
+def crawl(target: tuple[str, ...], outputs: tuple[str, ...], pairs: tuple[str, ...], spider_args: tuple[str, ...],
+          **options: Any) -> None:
+    """Crawl TARGET: one or more start URLs (follow links within their hosts, one record per page), or a spider:
+    a file (spiders/blog.py), a module path (mypkg.spiders:Blog) or a spider name.
+
+    \b
+    Examples:
+      crawler crawl http://127.0.0.1:8000/index.html -o pages.jsonl
+      crawler crawl examples/pydocs.py -o docs.jsonl --backend trio
+      crawler crawl blog -s crawl.delay=1.5 -o sqlite:///blog.db --stats-file stats.json
+    """
+    console = Console(stderr=True)
+    try:
+        if all(_is_url(t) for t in target):
+            spider: Spider = SiteSpider(list(target))
+        elif len(target) == 1:
+            spider = load_spider_class(target[0])(**_spider_args(spider_args))
+        else:
+            raise click.UsageError("give start URLs, or one spider (file, module:Class or name)")
+        cli_values = {
+            "output.uris": tuple(outputs) or None,
+            "crawl.concurrency": options["concurrency"],
+            "crawl.per_host": options["per_host"],
+            "crawl.delay": options["delay"],
+            "crawl.max_pages": options["max_pages"],
+            "crawl.max_items": options["max_items"],
+            "crawl.max_depth": options["max_depth"],
+            "crawl.timeout": options["timeout"],
+            "crawl.backend": options["backend"],
+            "crawl.obey_robots": False if options["ignore_robots"] else None,
+            "crawl.user_agent": options["user_agent"],
+            "log.format": options["log_format"],
+            "log.level": options["log_level"],
+            "log.progress": False if options["no_progress"] else None,
+            "output.stats_file": options["stats_file"],
+        }
+        settings = load_settings(
+            spider=(type(spider).__name__, type(spider).custom_settings), cli=cli_values, cli_pairs=list(pairs)
+        )
+        configure_logging(settings.log.format, settings.log.level)
+        engine = Engine(spider, settings)
+    except (SettingsError, SpiderLoadError, CrawlerError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    try:
+        interrupted = anyio.run(_run, engine, settings, backend=settings.crawl.backend)
+    except SinkError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    snapshot = engine.stats.snapshot(spider=spider.name, outputs=list(settings.output.uris) or [
+        f"sqlite:///{spider.name}.db"
+    ])
+    console.print(summary_table(snapshot))
+    if settings.output.stats_file:
+        Path(settings.output.stats_file).write_text(json.dumps(snapshot, indent=2) + "\n", encoding="utf-8")
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if snapshot["reason"] == "sink failed":
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False), required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind (0: any free port).")
+@click.option("--generate", type=int, metavar="PAGES", help="Serve a generated site of PAGES pages instead.")
+def serve(directory: str | None, host: str, port: int, generate: int | None) -> None:
+    """Serve DIRECTORY (or a generated site) over HTTP on 127.0.0.1, to crawl locally.
+
+    \b
+    Example (the Python documentation, Debian package python3.11-doc):
+      crawler serve /usr/share/doc/python3.11/html --port 8000
+    """
+    from crawler.testing import LocalServer, generate_site
+
+    if directory is None and generate is None:
+        raise click.UsageError("give a DIRECTORY or --generate PAGES")
+    source: Any = Path(directory) if directory else generate_site(pages=generate or 100)
+    server = LocalServer(source, host=host, port=port)
+    server.start()
+    click.echo(f"serving {directory or f'a generated site of {generate} pages'} at {server.base_url}/ (Ctrl-C stops)")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Entry point of the ``crawler`` script."""
+    cli()

@@ -1,0 +1,126 @@
+"""The :class:`Request` value and its fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json as _json
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from crawler._url import canonicalize_url, host_key, normalize_url
+
+__all__ = ["IDEMPOTENT_METHODS", "Request", "fingerprint"]
+
+#: Methods that RFC 9110 §9.2.2 defines as idempotent: safe to retry without the request's consent.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+_UNSET: Any = object()
+
+
+def fingerprint(method: str, url: str, body: bytes | None = None) -> str:
+    """Return the dedup key of a request: 32 hex characters of BLAKE2b over the upper-cased method, the
+    canonical URL (:func:`crawler.canonicalize_url`) and the body.
+
+    Raises :class:`crawler.InvalidURL` for a URL that cannot be canonicalized.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(method.upper().encode())
+    digest.update(b" ")
+    digest.update(canonicalize_url(url).encode())
+    if body:
+        digest.update(b"\n")
+        digest.update(body)
+    return digest.hexdigest()
+
+
+def _callback_name(value: str | Callable[..., Any] | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    name = getattr(value, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"callback must be a spider method or its name, not {value!r}")
+    return name
+
+
+@attrs.frozen(kw_only=True, slots=False, eq=False)
+class Request:
+    """One HTTP request the crawl will make: a frozen value.
+
+    ``url`` is normalized on creation (:func:`crawler.normalize_url`), so a malformed URL raises
+    :class:`crawler.InvalidURL` here, where it was made.  ``params`` (a mapping of query parameters) are appended to
+    the URL's query; ``json`` (any JSON-serializable value) becomes the body with ``Content-Type:
+    application/json``.  ``callback`` and ``errback`` are spider method names (a bound method is accepted and
+    stored by name, so requests can be persisted).  ``priority``: higher is fetched first within a host.
+    ``not_before``: wall-clock time (seconds since the epoch) before which the request must not be sent; retries
+    and backoff set it and the request waits in the frontier.  ``dont_filter`` skips the fingerprint dedup.
+
+    Use :meth:`replace` to derive a changed copy.  Requests compare equal when their fingerprints do.
+    """
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    params: Mapping[str, Any] | None = None
+    body: bytes | None = None
+    json: Any = _UNSET
+    callback: str | None = attrs.field(default=None, converter=_callback_name)
+    errback: str | None = attrs.field(default=None, converter=_callback_name)
+    cb_kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+    priority: int = 0
+    depth: int = 0
+    attempt: int = 0
+    not_before: float | None = None
+    dont_filter: bool = False
+    timeout: float | None = None
+    retry_non_idempotent: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        url = self.url
+        if self.params:
+            parts = urlsplit(url)
+            extra = urlencode(
+                [(k, v) for k, vs in self.params.items() for v in (vs if isinstance(vs, list | tuple) else [vs])]
+            )
+            url = urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+            object.__setattr__(self, "params", None)
+        object.__setattr__(self, "url", normalize_url(url))
+        object.__setattr__(self, "method", self.method.upper())
+        if self.json is not _UNSET:
+            body = _json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
+            headers = {"Content-Type": "application/json", **self.headers}
+            object.__setattr__(self, "body", body)
+            object.__setattr__(self, "headers", headers)
+            object.__setattr__(self, "json", _UNSET)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The dedup key: see :func:`crawler.fingerprint`."""
+        return fingerprint(self.method, self.url, self.body)
+
+    @cached_property
+    def host(self) -> str:
+        """The politeness key, ``host[:port]``: see :func:`crawler.host_key`."""
+        return host_key(self.url)
+
+    @property
+    def idempotent(self) -> bool:
+        """True for methods RFC 9110 §9.2.2 calls idempotent, or when ``retry_non_idempotent`` is set."""
+        return self.method in IDEMPOTENT_METHODS or self.retry_non_idempotent
+
+    def replace(self, **changes: Any) -> Request:
+        """Return a copy with ``changes`` applied (the ``attrs.evolve`` of this request)."""
+        return attrs.evolve(self, **changes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Request) and other.fingerprint == self.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"

@@ -1,0 +1,290 @@
+"""Settings: frozen, keyword-only attrs classes grouped by concern, loaded in layers by a cattrs converter that
+forbids unknown keys.
+
+Layers, lowest first: ``defaults`` (the class defaults), the config file (``crawler.toml``, or ``[tool.crawler]``
+in ``pyproject.toml``), the spider's ``custom_settings``, the environment (``CRAWLER_<GROUP>_<KEY>``, e.g.
+``CRAWLER_CRAWL_CONCURRENCY=32``) and the command line (``-s crawl.concurrency=32``, or ``-s concurrency=32``
+when the key names one setting).  Each layer is checked on its own, so an error names the layer it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from attrs import validators as v
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from crawler._exceptions import SettingsError
+
+__all__ = ["CrawlSettings", "LogSettings", "OutputSettings", "Settings", "load_settings"]
+
+VERSION = "0.1.0"
+DEFAULT_USER_AGENT = f"crawler/{VERSION} (polite Python crawler; set crawl.user_agent to name yourself and a contact)"
+
+_positive_int = [v.instance_of(int), v.ge(1)]
+_optional_positive_int = v.optional([v.instance_of(int), v.ge(1)])
+_non_negative = [v.instance_of(float), v.ge(0.0)]
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen(kw_only=True)
+class CrawlSettings:
+    """How the crawl runs.
+
+    - ``concurrency``: requests in flight across all hosts (>= 1).
+    - ``per_host``: requests in flight per host (>= 1); 2 by default, which most site operators accept.
+    - ``delay``: seconds between request starts to one host (>= 0), jittered by ``jitter`` (a fraction: 0.5
+      spreads each delay over 0.5x-1.5x).  robots.txt ``Crawl-delay`` raises it for the hosts that ask.
+    - ``timeout``: seconds per request (connect, read, write, pool each).
+    - ``max_pages``, ``max_items``, ``max_depth``: stop limits (None: no limit).  Depth 0 is a start URL.
+    - ``max_body_size``: bytes of decoded body read at most; a larger response fails with BodyTooLarge.
+    - ``max_redirects``: redirects followed from one request.
+    - ``obey_robots``: fetch and obey robots.txt (RFC 9309) for every host, and its Crawl-delay.
+    - ``user_agent``: the User-Agent sent, also the name matched in robots.txt.
+    - ``headers``: extra headers sent with every request.
+    - ``backend``: ``trio`` or ``asyncio``.
+    - ``shutdown_timeout``: seconds in-flight requests may take to finish after Ctrl-C.
+    - ``verify``: verify TLS certificates (on by default).
+    """
+
+    concurrency: int = attrs.field(default=16, validator=_positive_int)
+    per_host: int = attrs.field(default=2, validator=_positive_int)
+    delay: float = attrs.field(default=0.0, converter=_float, validator=_non_negative)
+    jitter: float = attrs.field(default=0.5, converter=_float, validator=[v.ge(0.0), v.le(1.0)])
+    timeout: float = attrs.field(default=30.0, converter=_float, validator=v.gt(0.0))
+    max_pages: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    max_items: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    max_depth: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(0)]))
+    max_body_size: int = attrs.field(default=10 * 1024 * 1024, validator=_positive_int)
+    max_redirects: int = attrs.field(default=10, validator=[v.instance_of(int), v.ge(0)])
+    obey_robots: bool = True
+    user_agent: str = DEFAULT_USER_AGENT
+    headers: dict[str, str] = attrs.field(factory=dict)
+    backend: Literal["trio", "asyncio"] = "asyncio"
+    shutdown_timeout: float = attrs.field(default=10.0, converter=_float, validator=_non_negative)
+    verify: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class OutputSettings:
+    """Where results go.
+
+    - ``uris``: sink URIs (``items.jsonl``, ``items.csv``, ``sqlite:///items.db``, ``-``); empty means the
+      embedded default ``sqlite:///<spider name>.db``.
+    - ``batch_size``: items per sink write.
+    - ``stats_file``: path of the JSON stats written at the end (None: not written).
+    """
+
+    uris: tuple[str, ...] = ()
+    batch_size: int = attrs.field(default=100, validator=_positive_int)
+    stats_file: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LogSettings:
+    """Logging and progress: ``format`` is ``auto`` (console on a terminal, JSON otherwise), ``console`` or
+    ``json``; ``level`` a logging level name; ``progress`` shows the live display on a terminal;
+    ``summary_interval`` seconds between one-line summaries when there is no terminal."""
+
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    progress: bool = True
+    summary_interval: float = attrs.field(default=10.0, converter=_float, validator=v.gt(0.0))
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """All settings, by group: ``crawl``, ``output``, ``log``."""
+
+    crawl: CrawlSettings = attrs.field(factory=CrawlSettings)
+    output: OutputSettings = attrs.field(factory=OutputSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    return _float(value)
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+_converter.register_structure_hook(int, _strict_int)
+_converter.register_structure_hook(float, _strict_float)
+_converter.register_structure_hook(bool, _strict_bool)
+_converter.register_structure_hook(str, _strict_str)
+_GROUPS: dict[str, type[Any]] = {"crawl": CrawlSettings, "output": OutputSettings, "log": LogSettings}
+_KEYS: dict[str, str] = {}  # bare key -> "group.key", for keys that name one setting
+for _group, _cls in _GROUPS.items():
+    for _field in attrs.fields(_cls):
+        _KEYS[_field.name] = "" if _field.name in _KEYS else f"{_group}.{_field.name}"
+
+
+def _describe(exc: BaseException, path: str = "") -> list[str]:
+    """Flatten a cattrs validation error into 'key: problem' lines."""
+    lines: list[str] = []
+    if isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            where = f"{path}.{key}" if path else key
+            lines.append(f"unknown key {where!r}" + _suggest(key))
+        return lines
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        for sub in exc.exceptions:
+            note = next((n for n in getattr(sub, "__notes__", []) if isinstance(n, str)), "")
+            name = getattr(note, "name", None) or _note_name(note)
+            lines.extend(_describe(sub, f"{path}.{name}" if path and name else (name or path)))
+        return lines
+    message = str(exc)
+    if " not in literal " in message:  # cattrs' Literal error
+        message = f"expected one of {message.split('Literal', 1)[1]}, got {message.split(' not in ', 1)[0]!r}"
+    lines.append(f"{path or 'settings'}: {message}")
+    return lines
+
+
+def _note_name(note: str) -> str:
+    # cattrs notes read "Structuring class X @ attribute name" or "... @ index 0"
+    return note.rsplit(" ", 1)[-1] if " @ attribute " in note else ""
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(_KEYS) + list(_GROUPS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check(layer: str, data: Mapping[str, Any]) -> None:
+    try:
+        _converter.structure(dict(data), Settings)
+    except (ClassValidationError, ForbiddenExtraKeysError) as exc:
+        problems = "; ".join(_describe(exc))
+        raise SettingsError(f"invalid settings from {layer}: {problems}") from None
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"invalid settings from {layer}: {exc}") from None
+
+
+def _parse_value(text: str) -> Any:
+    """A string from the environment or the command line, read as a TOML value when it is one
+    (``32``, ``1.5``, ``true``, ``["a", "b"]``), else kept as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any, layer: str) -> None:
+    if "." not in dotted:
+        full = _KEYS.get(dotted)
+        if not full:
+            reason = "names settings in several groups" if full == "" else "is not a setting"
+            raise SettingsError(f"invalid settings from {layer}: {dotted!r} {reason}{_suggest(dotted)}")
+        dotted = full
+    group, _, key = dotted.partition(".")
+    tree.setdefault(group, {})[key] = value
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def read_config_file(directory: Path) -> tuple[str, dict[str, Any]] | None:
+    """Find the config file in ``directory``: ``crawler.toml``, else ``[tool.crawler]`` of ``pyproject.toml``.
+
+    Returns (its name, its table) or None.  Raises :class:`crawler.SettingsError` for invalid TOML.
+    """
+    for name, table in (("crawler.toml", None), ("pyproject.toml", ("tool", "crawler"))):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"invalid settings from {path}: not valid TOML: {exc}") from None
+        if table is not None:
+            data = data.get(table[0], {}).get(table[1])
+            if data is None:
+                continue
+        return str(path), data
+    return None
+
+
+def load_settings(
+    *,
+    config_dir: Path | None = None,
+    spider: tuple[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    cli_pairs: list[str] | None = None,
+) -> Settings:
+    """Build the settings from every layer (see the module docstring).
+
+    ``config_dir``: where to look for the config file (the current directory by default); ``spider``: (label,
+    custom_settings); ``environ``: the environment (``os.environ`` by default); ``cli``: dotted keys from the
+    command line's options (``{"crawl.concurrency": 8}``); ``cli_pairs``: ``-s KEY=VALUE`` strings.
+
+    Raises :class:`crawler.SettingsError` naming the key, the layer and what was expected.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    found = read_config_file(config_dir or Path.cwd())
+    if found:
+        layers.append(found)
+    if spider:
+        layers.append((f"spider {spider[0]}", dict(spider[1])))
+    env: dict[str, Any] = {}
+    for name, raw in (os.environ if environ is None else environ).items():
+        if not name.startswith("CRAWLER_"):
+            continue
+        rest = name[len("CRAWLER_") :].lower()
+        group, _, key = rest.partition("_")
+        if group in _GROUPS:
+            _set(env, f"{group}.{key}", _parse_value(raw), f"environment variable {name}")
+    if env:
+        layers.append(("the environment (CRAWLER_*)", env))
+    command: dict[str, Any] = {}
+    for pair in cli_pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SettingsError(f"invalid settings from the command line: -s {pair!r} is not KEY=VALUE")
+        _set(command, key.strip(), _parse_value(raw.strip()), "the command line")
+    for key, value in (cli or {}).items():
+        if value is not None:
+            _set(command, key, value, "the command line")
+    if command:
+        layers.append(("the command line", command))
+    merged: dict[str, Any] = {}
+    for label, data in layers:
+        _check(label, data)
+        _merge(merged, data)
+    return _converter.structure(merged, Settings)

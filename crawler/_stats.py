@@ -1,0 +1,70 @@
+"""Crawl statistics: counters kept by the engine, snapshotted for the progress display, the periodic summary and
+the final summary (printed, and written as JSON with ``--stats-file``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+__all__ = ["Stats"]
+
+
+class Stats:
+    """Counters of one crawl.  ``inc(name)`` counts events (``pages``, ``items``, ``errors``, ``retries``,
+    ``offsite``, ``robots_disallowed``, ``duplicates``, ...); ``response(status, size, host)`` counts a response
+    and its bytes; ``snapshot()`` returns everything as JSON-compatible data.  Times are seconds."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self.started = clock()
+        self.finished: float | None = None
+        self.counts: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.hosts: Counter[str] = Counter()
+        self.bytes = 0
+        self.reason = "finished"
+
+    def inc(self, name: str, amount: int = 1) -> None:
+        self.counts[name] += amount
+
+    def response(self, status: int, size: int, host: str) -> None:
+        self.statuses[status] += 1
+        self.hosts[host] += 1
+        self.bytes += size
+        self.counts["responses"] += 1
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] += 1
+        self.counts["errors"] += 1
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else self._clock()
+        return max(end - self.started, 1e-9)
+
+    def finish(self, reason: str) -> None:
+        self.finished = self._clock()
+        self.reason = reason
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        elapsed = self.elapsed
+        return {
+            "reason": self.reason,
+            "elapsed": round(elapsed, 3),
+            "pages": self.counts["pages"],
+            "responses": self.counts["responses"],
+            "items": self.counts["items"],
+            "bytes": self.bytes,
+            "pages_per_second": round(self.counts["pages"] / elapsed, 2),
+            "statuses": {str(k): n for k, n in sorted(self.statuses.items())},
+            "errors": dict(self.errors),
+            "counts": dict(sorted(self.counts.items())),
+            "hosts": dict(self.hosts.most_common(50)),
+            **extra,
+        }
+
+    def to_json(self, **extra: Any) -> str:
+        return json.dumps(self.snapshot(**extra), indent=2, sort_keys=False)
