@@ -41,7 +41,7 @@ from crawler._response import Response
 from crawler._robots import RobotsCache, RobotsUnavailable
 from crawler._settings import Settings
 from crawler._spider import Failure, Spider, iterate_output
-from crawler._stats import Stats
+from crawler._stats import Stats, current_stats
 from crawler._transport import HttpxTransport, Transport, TransportOptions
 from crawler.sinks import Sink, open_sink
 
@@ -186,6 +186,7 @@ class Engine:
         return self.stats
 
     async def _feed_start(self) -> None:
+        current_stats.set(self.stats)
         try:
             async for value in iterate_output(self.spider.start()):
                 await self._handle_output(value, None, 0)
@@ -229,6 +230,7 @@ class Engine:
         return None
 
     async def _worker(self, receive: MemoryObjectReceiveStream[Request]) -> None:
+        current_stats.set(self.stats)
         async with receive:
             async for request in receive:
                 try:

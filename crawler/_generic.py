@@ -9,6 +9,7 @@ from crawler._exceptions import InvalidURL
 from crawler._request import Request
 from crawler._response import Response
 from crawler._spider import Spider
+from crawler._stats import report_invalid_url
 from crawler._url import host_key, is_asset_url
 
 __all__ = ["HTML_TYPES", "SiteSpider"]
@@ -46,7 +47,7 @@ class SiteSpider(Spider):
         yield {
             "url": response.url,
             "status": response.status,
-            "title": (response.css("title::text").get() or "").strip(),
+            "title": response.title,
             "depth": response.request.depth,
             "content_type": response.content_type,
             "elapsed": round(response.elapsed, 4),
@@ -63,5 +64,4 @@ class SiteSpider(Spider):
             try:
                 yield response.follow(url)
             except InvalidURL as exc:
-                self.stats.error("InvalidURL")  # type: ignore[attr-defined]
-                self.logger.warning("malformed link", link=exc.url, page=response.url)  # type: ignore[attr-defined]
+                report_invalid_url(exc, response.url)

@@ -1,7 +1,8 @@
 """Case-insensitive access to HTTP header fields, whatever container holds them.
 
-The pure header parsers (:mod:`crawler._retry_after`, :mod:`crawler._ratelimit_headers`,
-:mod:`crawler._link_header`) accept headers in any of these shapes, all of type :data:`HeadersLike`:
+:func:`crawler._ratelimit_headers.parse_rate_limit` takes headers in any of these shapes (:data:`HeadersLike`),
+and :func:`header_values` gets the field values that :func:`crawler._link_header.parse_link_header` and
+:func:`crawler._retry_after.parse_retry_after` read:
 
 - ``httpx.Headers``: read through ``multi_items()``, so repeated fields stay separate values;
 - ``multidict.CIMultiDict`` / ``CIMultiDictProxy`` (aiohttp), or any other :class:`~collections.abc.Mapping`
@@ -47,15 +48,14 @@ def _pairs(headers: HeadersLike) -> Iterable[tuple[Any, Any]]:
 def header_map(headers: HeadersLike) -> dict[str, list[str]]:
     """Return every field as ``{lower-cased name: [value, ...]}``, values in the order they were sent.
 
-    Pairs that are not 2-tuples are skipped; nothing is raised for odd content.
+    Of an iterable, members that are not 2-tuples (or 2-lists) are skipped; nothing is raised for odd content.
     """
     result: dict[str, list[str]] = {}
     try:
         for pair in _pairs(headers):
-            try:
-                name, value = pair
-            except (TypeError, ValueError):
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
                 continue
+            name, value = pair
             result.setdefault(_text(name).strip().lower(), []).append(_text(value))
     except TypeError:  # not iterable at all
         return {}

@@ -58,8 +58,8 @@ class Link:
 def find_link(links: Iterable[Link], rel: str) -> Link | None:
     """Return the first link whose relation types include ``rel`` (compared case-insensitively), else ``None``.
 
-    ``find_link(parse_link_header(response_headers_link_values, base_url=url), "next")`` is what a ``rel="next"``
-    paginator needs.
+    A ``rel="next"`` paginator needs
+    ``find_link(parse_link_header(header_values(headers, "link"), base_url=request_url), "next")``.
     """
     wanted = rel.strip().lower()
     for link in links:
@@ -80,7 +80,7 @@ def parse_link_header(values: str | Sequence[str], base_url: str | None = None) 
       escapes the next character.  An unquoted value runs to the next ``;`` or ``,`` (trailing whitespace
       removed).  An unterminated quoted string runs to the end of the line.
     - ``rel``: only the first occurrence counts (RFC 8288 §3.3); its value is split on whitespace.
-    - Targets are resolved against ``base_url`` (the request URL, RFC 8288 §3.2) with :func:`urllib.parse.urljoin`;
+    - Targets are resolved against ``base_url`` (the request URL, RFC 8288 §3.1) with :func:`urllib.parse.urljoin`;
       a target that cannot be resolved (``<http://[::1>``) drops that link.
 
     Raises nothing: text that is not a link is skipped.

@@ -1,28 +1,23 @@
 """Read a response's rate-limit header fields, in every dialect met in the wild: pure functions of values.
 
-Dialects, in the order they are tried (``source`` names the one read):
+Dialects, in the order they are tried; ``source`` names the one read.  "Reset" is converted to ``reset_after``,
+seconds from ``now``:
 
-=================  ============================================================  ===================================
-``source``         fields                                                        reset / ``t`` means
-=================  ============================================================  ===================================
-``ietf-draft-08``  ``RateLimit: "default";r=50;t=30`` and ``RateLimit-Policy:       seconds until quota is restored
-                   "burst";q=100;w=60, "daily";q=1000;w=86400``: Structured Field
-                   Lists (RFC 9651), draft-ietf-httpapi-ratelimit-headers-08 to
-                   -10 §3-4 (also Cloudflare's API, 2025); -08 allowed Token names
-``ietf-draft-07``  ``RateLimit: limit=100, remaining=50, reset=5`` (an SF           seconds
-                   Dictionary) and ``RateLimit-Policy: 100;w=10`` (draft -07)
-``ietf-draft-06``  ``RateLimit-Limit: 100``, ``RateLimit-Remaining: 50``,          seconds (drafts); epoch seconds
-                   ``RateLimit-Reset: 5``, ``RateLimit-Policy: 100;w=10`` (drafts  (GitLab), told apart by size
-                   up to -06); GitLab's ``RateLimit-Reset`` / ``-ResetTime``
-                   (an HTTP-date) too
-``x-ratelimit``    ``X-RateLimit-Limit``, ``-Remaining``, ``-Used``, ``-Reset``,   epoch seconds (GitHub, Discord),
-                   ``-Reset-After`` (GitHub REST, Reddit, Discord, Cloudflare      seconds (Reddit, Discord
-                   until 2025: docs of each)                                       ``-Reset-After``), an HTTP-date
-                                                                                   (Cloudflare)
-``x-rate-limit``   ``X-Rate-Limit-Limit``, ``-Remaining``, ``-Reset`` (X/Twitter   epoch seconds
-                   API v2)
-``retry-after``    ``Retry-After`` alone (RFC 9110 §10.2.3)                        see :func:`parse_retry_after`
-=================  ============================================================  ===================================
+- ``ietf-draft-08``: draft-ietf-httpapi-ratelimit-headers-08 to -10 §3-4 (and Cloudflare's API since 2025),
+  Structured Field Lists (RFC 9651) ``RateLimit-Policy: "burst";q=100;w=60, "daily";q=1000;w=86400`` (``q``
+  quota, ``w`` window in seconds, ``qu`` quota unit, ``pk`` partition key) and ``RateLimit: "default";r=50;t=30``
+  (``r`` remaining, ``t`` seconds until quota is restored).  Token names (``burst;q=100``, draft -08) too.
+- ``ietf-draft-07``: ``RateLimit: limit=100, remaining=50, reset=5`` (an SF Dictionary; reset in seconds) with
+  ``RateLimit-Policy: 100;w=10``.
+- ``ietf-draft-06``: drafts up to -06, ``RateLimit-Limit: 100``, ``RateLimit-Remaining: 50``, ``RateLimit-Reset:
+  5`` (seconds), ``RateLimit-Policy: 100;w=10``; also GitLab ("Rate limits" docs), whose ``RateLimit-Reset`` is
+  a Unix timestamp (told apart by size, :data:`EPOCH_THRESHOLD`) and ``RateLimit-ResetTime`` an HTTP-date.
+- ``x-ratelimit``: ``X-RateLimit-Limit``, ``-Remaining``, ``-Used``, ``-Reset``, ``-Reset-After``.  Reset is a
+  Unix timestamp for GitHub REST and Discord (with a fraction), seconds for Reddit, an HTTP-date for Cloudflare
+  before 2025; Discord's ``-Reset-After`` is seconds (with a fraction).  Reddit sends no limit, and a
+  fractional remaining (API rules).
+- ``x-rate-limit``: X (Twitter) API v2, ``x-rate-limit-limit``, ``-remaining``, ``-reset`` (a Unix timestamp).
+- ``retry-after``: only ``Retry-After`` (RFC 9110 §10.2.3, :func:`crawler._retry_after.parse_retry_after`).
 
 The first dialect that gives a remaining quota or a reset time is returned; failing that, the first that gives
 anything (a policy alone).  Dialects are not mixed.  ``Retry-After`` is read in every case, into
@@ -43,7 +38,7 @@ import http_sf
 from crawler._headers import HeadersLike, header_map
 from crawler._retry_after import parse_http_date, parse_retry_after
 
-__all__ = ["RateLimitInfo", "RateLimitPolicy", "RateLimitSource", "parse_rate_limit"]
+__all__ = ["EPOCH_THRESHOLD", "RateLimitInfo", "RateLimitPolicy", "RateLimitSource", "parse_rate_limit"]
 
 RateLimitSource: TypeAlias = Literal[
     "ietf-draft-08", "ietf-draft-07", "ietf-draft-06", "x-ratelimit", "x-rate-limit", "retry-after"
@@ -55,8 +50,8 @@ EPOCH_THRESHOLD = 1e9
 _EPOCH_MS_THRESHOLD = 1e12
 
 # A de-facto numeric field: a non-negative decimal, optionally with draft-style parameters (``100;w=60``).
-_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(;.*)?", re.DOTALL)
-_WINDOW_PARAM = re.compile(r";\s*(?:w|window)\s*=\s*(\d+(?:\.\d*)?)", re.IGNORECASE)
+_NUMBER = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(;.*)?", re.DOTALL)
+_WINDOW_PARAM = re.compile(r";\s*(?:w|window)\s*=\s*([0-9]+(?:\.[0-9]*)?)", re.IGNORECASE)
 
 
 @attrs.frozen(kw_only=True)

@@ -7,7 +7,7 @@ import json as _json
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import attrs
 
@@ -41,7 +41,7 @@ def _callback_name(value: str | Callable[..., Any] | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     name = getattr(value, "__name__", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not name.isidentifier():  # a lambda is "<lambda>": no method has that name
         raise TypeError(f"callback must be a spider method or its name, not {value!r}")
     return name
 
@@ -80,21 +80,21 @@ class Request:
     retry_non_idempotent: bool = False
 
     def __attrs_post_init__(self) -> None:
-        url = self.url
+        url = normalize_url(self.url)  # first: a malformed URL raises InvalidURL naming what the user gave
         if self.params:
-            parts = urlsplit(url)
             extra = urlencode(
                 [(k, v) for k, vs in self.params.items() for v in (vs if isinstance(vs, list | tuple) else [vs])]
             )
-            url = urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+            if extra:  # a normalized URL has no fragment, and "?" only where its query starts
+                url = normalize_url(f"{url}&{extra}" if "?" in url else f"{url}?{extra}")
             object.__setattr__(self, "params", None)
-        object.__setattr__(self, "url", normalize_url(url))
+        object.__setattr__(self, "url", url)
         object.__setattr__(self, "method", self.method.upper())
         if self.json is not _UNSET:
             body = _json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
-            headers = {"Content-Type": "application/json", **self.headers}
             object.__setattr__(self, "body", body)
-            object.__setattr__(self, "headers", headers)
+            if not any(name.lower() == "content-type" for name in self.headers):
+                object.__setattr__(self, "headers", {"Content-Type": "application/json", **self.headers})
             object.__setattr__(self, "json", _UNSET)
 
     @cached_property

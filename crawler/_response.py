@@ -14,9 +14,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from crawler._exceptions import InvalidURL, ResponseError
 from crawler._request import Request
+from crawler._stats import report_invalid_url
 
 if TYPE_CHECKING:
     import parsel
+    from selectolax.lexbor import LexborHTMLParser
 
 __all__ = ["Response", "extract_links"]
 
@@ -36,15 +38,9 @@ def _charset_of(content_type: str) -> str | None:
     return None
 
 
-def extract_links(body: bytes | str) -> list[str]:
-    """Return the raw ``href`` values of ``<a>`` and ``<area>`` elements in an HTML document, in order.
-
-    Uses selectolax's lexbor parser: on the Python documentation it takes 1.3 ms a page against 4.0 ms for
-    parsel's CSS selectors, and link extraction runs on every page of a crawl.  The values are not resolved.
-    """
-    from selectolax.lexbor import LexborHTMLParser
-
-    tree = LexborHTMLParser(body)
+def extract_links(tree: LexborHTMLParser) -> list[str]:
+    """Return the raw ``href`` values of ``<a>`` and ``<area>`` elements of a parsed HTML document, in order;
+    a ``<base href>`` comes first, marked with a ``"\0base:"`` prefix.  The values are not resolved."""
     base = tree.css_first("base[href]")
     links = [node.attributes.get("href") for node in tree.css("a[href], area[href]")]
     out = [href.strip() for href in links if href]
@@ -160,22 +156,46 @@ class Response:
         return self.url
 
     def urljoin(self, url: str) -> str:
-        """Resolve ``url`` against :attr:`base_url` (RFC 3986 §5)."""
-        return _urljoin(self.base_url, url)
+        """Resolve ``url`` against :attr:`base_url` (RFC 3986 §5).  Raises :class:`crawler.InvalidURL` when
+        ``url`` cannot be parsed (``http://[bad``)."""
+        try:
+            return _urljoin(self.base_url, url)
+        except ValueError as exc:
+            raise InvalidURL(url, f"{exc} (linked from {self.url})") from None
+
+    @cached_property
+    def html_tree(self) -> LexborHTMLParser:
+        """The body parsed by selectolax's lexbor engine, built on first use: the fast parser behind
+        :meth:`iter_links` and :attr:`title`.  On the Python documentation it extracts links in 1.3 ms a page
+        against 4.0 ms for parsel's CSS selectors; use :meth:`css` and :meth:`xpath` for XPath and the
+        Scrapy-style selector API."""
+        from selectolax.lexbor import LexborHTMLParser
+
+        return LexborHTMLParser(self.body)
+
+    @cached_property
+    def title(self) -> str:
+        """The text of the HTML ``<title>``, whitespace-trimmed; ``""`` when there is none."""
+        node = self.html_tree.css_first("title")
+        return node.text(strip=True) if node is not None else ""
 
     @cached_property
     def _raw_links(self) -> list[str]:
-        return extract_links(self.body) if self.body else []
+        return extract_links(self.html_tree) if self.body else []
 
     def iter_links(self) -> Iterator[str]:
         """Yield the absolute URLs of the page's ``<a href>`` and ``<area href>`` links, in document order.
 
-        Fragments are kept; non-HTTP schemes (``mailto:``, ``javascript:`` ...) are skipped.
+        Fragments are kept; non-HTTP schemes (``mailto:``, ``javascript:`` ...) are skipped.  An href that cannot be
+        resolved is yielded as written, so that making a request of it raises :class:`crawler.InvalidURL` naming it.
         """
         for href in self._raw_links:
             if href.startswith("\0base:") or href.lower().startswith(_SKIP_SCHEMES):
                 continue
-            yield self.urljoin(href)
+            try:
+                yield self.urljoin(href)
+            except InvalidURL:
+                yield href
 
     def follow(self, url: str | parsel.Selector, **kwargs: Any) -> Request:
         """Return a :class:`Request` for ``url`` (relative or absolute, or a selector of an ``href``/``src``
@@ -199,7 +219,8 @@ class Response:
         """Yield a :class:`Request` for each of ``urls``, or for each element matched by ``css`` or ``xpath``, or,
         with none of them, for every link of the page (:meth:`iter_links`).
 
-        Malformed URLs are skipped (they are counted by the engine when a spider yields them itself).
+        Malformed URLs are skipped, logged with the page's URL and counted in the crawl's stats as
+        ``InvalidURL`` errors.
         """
         items: Iterable[str | parsel.Selector]
         if css is not None:
@@ -213,8 +234,8 @@ class Response:
         for url in items:
             try:
                 yield self.follow(url, **kwargs)
-            except InvalidURL:
-                continue
+            except InvalidURL as exc:
+                report_invalid_url(exc, self.url)
 
 
 def _selector_url(sel: parsel.Selector) -> str:

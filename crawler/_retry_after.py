@@ -97,8 +97,9 @@ def parse_http_date(value: str, now: float) -> float | None:
         year = int(match["year"])
         if pattern is _RFC850_DATE:
             year = _two_digit_year(year, now)
-        return _timestamp(year, month, int(match["day"]), int(match["hour"]), int(match["minute"]),
-                          int(match["second"]))
+        return _timestamp(
+            year, month, int(match["day"]), int(match["hour"]), int(match["minute"]), int(match["second"])
+        )
     return _parse_rfc5322_date(text)
 
 
@@ -121,7 +122,7 @@ def _parse_rfc5322_date(text: str) -> float | None:
 def parse_retry_after(value: str, now: float) -> float | None:
     """Return how many seconds to wait (a finite float >= 0) before the next request, per ``Retry-After``.
 
-    ``value`` is one field value (strip surrounding whitespace is allowed); ``now`` is the current time in
+    ``value`` is one field value (surrounding whitespace is ignored); ``now`` is the current time in
     seconds since the epoch.  Per RFC 9110 §10.2.3 the value is either delay-seconds (``120`` means 120.0) or an
     HTTP-date (see :func:`parse_http_date`), for which the result is the date minus ``now``; a date in the past
     means "now" and gives ``0.0``.
@@ -137,11 +138,10 @@ def parse_retry_after(value: str, now: float) -> float | None:
         seconds = float(text)
         return seconds if math.isfinite(seconds) else None
     stamp = parse_http_date(text, now)
-    if stamp is None and "," in text:
-        first = text.split(",", 1)[0].strip()
-        if _DELAY_SECONDS.fullmatch(first):
-            return parse_retry_after(first, now)
     if stamp is None:
-        return None
+        first = text.split(",", 1)[0].strip()
+        return parse_retry_after(first, now) if first != text and _DELAY_SECONDS.fullmatch(first) else None
     delay = stamp - now
+    if not math.isfinite(delay):
+        return None
     return delay if delay > 0 else 0.0

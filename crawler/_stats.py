@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["Stats"]
+import structlog
+
+__all__ = ["Stats", "current_stats", "report_invalid_url"]
 
 
 class Stats:
@@ -68,3 +71,15 @@ class Stats:
 
     def to_json(self, **extra: Any) -> str:
         return json.dumps(self.snapshot(**extra), indent=2, sort_keys=False)
+
+
+#: The stats of the crawl running in this task (set by the engine for each worker and callback).
+current_stats: ContextVar[Stats | None] = ContextVar("crawler_stats", default=None)
+
+
+def report_invalid_url(exc: Exception, page: str) -> None:
+    """Log a malformed link found on ``page`` and count it in the current crawl's stats."""
+    stats = current_stats.get()
+    if stats is not None:
+        stats.error("InvalidURL")
+    structlog.get_logger("crawler").warning("malformed link", link=getattr(exc, "url", str(exc)), page=page)

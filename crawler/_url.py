@@ -30,9 +30,27 @@ _REG_NAME = re.compile(r"[a-z0-9\-._~!$&'()*+,;=%]+")
 #: File extensions (lower case, without the dot) that a page crawl skips before fetching: images, audio, video,
 #: office documents, archives, fonts, scripts and styles.  The same list as Scrapy's ``IGNORED_EXTENSIONS``
 #: in spirit, extended with modern formats.
+# fmt: off
 ASSET_EXTENSIONS: frozenset[str] = frozenset(
-    ["mng", "pct", "bmp", "gif", "jpg", "jpeg", "png", "pst", "psp", "tif", "tiff", "ai", "drw", "dxf", "eps", "ps", "svg", "svgz", "cdr", "ico", "webp", "avif", "heic", "jxl", "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "flac", "m4a", "opus", "3gp", "asf", "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4v", "webm", "mkv", "flv", "xls", "xlsx", "ppt", "pptx", "pps", "doc", "docx", "odt", "ods", "odg", "odp", "pdf", "epub", "css", "js", "mjs", "map", "woff", "woff2", "ttf", "otf", "eot", "exe", "bin", "rss", "xz", "zip", "rar", "gz", "bz2", "tgz", "tar", "7z", "zst", "dmg", "iso", "apk", "msi", "deb", "rpm", "jar", "whl"]
+    [
+        # images
+        "mng", "pct", "bmp", "gif", "jpg", "jpeg", "png", "pst", "psp", "tif", "tiff", "ai", "drw", "dxf",
+        "eps", "ps", "svg", "svgz", "cdr", "ico", "webp", "avif", "heic", "jxl",
+        # audio
+        "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "flac", "m4a", "opus",
+        # video
+        "3gp", "asf", "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4v", "webm", "mkv",
+        "flv",
+        # documents
+        "xls", "xlsx", "ppt", "pptx", "pps", "doc", "docx", "odt", "ods", "odg", "odp", "pdf", "epub",
+        # styles, scripts, fonts
+        "css", "js", "mjs", "map", "woff", "woff2", "ttf", "otf", "eot",
+        # binaries and archives
+        "exe", "bin", "rss", "xz", "zip", "rar", "gz", "bz2", "tgz", "tar", "7z", "zst", "dmg", "iso", "apk",
+        "msi", "deb", "rpm", "jar", "whl",
+    ]
 )
+# fmt: on
 
 
 def _split(url: str) -> SplitResult:
@@ -117,6 +135,7 @@ def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
     return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
 
 
+@lru_cache(maxsize=65536)
 def normalize_url(url: str) -> str:
     """Return ``url`` with scheme and host lower-cased, default port and dot segments removed, escapes
     normalized and the fragment dropped.  The query keeps its order.
@@ -146,6 +165,7 @@ def canonicalize_url(url: str) -> str:
     return _unsplit(parts.scheme, _netloc(parts, url, userinfo=True), _path(parts.path), query)
 
 
+@lru_cache(maxsize=65536)
 def host_key(url: str) -> str:
     """Return the politeness key of ``url``: lower-case ``host[:port]`` (the port only when not the default).
 

@@ -135,7 +135,7 @@ def test_rfc8187_star_parameter_replaces_plain_one() -> None:
         '<https://a.example/1>;rel="next"',
         '<https://a.example/1> ; rel = "next" ',
         "<https://a.example/1>\t;\trel=next\t",
-        ' ,, <https://a.example/1>; rel=next ,',
+        " ,, <https://a.example/1>; rel=next ,",
         '< https://a.example/1 >; rel="next"',
     ],
 )
@@ -152,7 +152,7 @@ def test_whitespace_and_empty_list_members(value: str) -> None:
         ('<https://a.example/1>; rel="next', ["https://a.example/1"]),  # unterminated quote: runs to the end
         ("<https://a.example/1; rel=next", []),  # unterminated target
         ('<https://a.example/1>; "quoted"=name, <https://a.example/2>', ["https://a.example/2"]),
-        ('<https://a.example/1>;; ;rel=next', ["https://a.example/1"]),
+        ("<https://a.example/1>;; ;rel=next", ["https://a.example/1"]),
         ("", []),
         (",,,", []),
     ],
@@ -162,7 +162,7 @@ def test_malformed_pieces_are_skipped(value: str, urls: list[str]) -> None:
 
 
 def test_unresolvable_target_drops_the_link() -> None:
-    links = parse_link_header('<http://[::1>; rel=next, </ok>; rel=prev', base_url="https://a.example/")
+    links = parse_link_header("<http://[::1>; rel=next, </ok>; rel=prev", base_url="https://a.example/")
     assert [link.url for link in links] == ["https://a.example/ok"]
 
 
@@ -190,7 +190,7 @@ tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)
 rel_types = st.text(string.ascii_lowercase + string.digits + ".-", min_size=1, max_size=10)
 urls = st.builds(lambda path: "https://example.com/" + path, st.text(URL_CHARS, max_size=40))
 param_values = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20) | st.sampled_from(
-    ['a,b', 'x;y=z', '"', "\\", 'say "hi"', "", " spaced out "]
+    ["a,b", "x;y=z", '"', "\\", 'say "hi"', "", " spaced out "]
 )
 params = st.dictionaries(tokens.map(str.lower).filter(lambda name: name != "rel"), param_values, max_size=4)
 links = st.builds(Link, url=urls, rels=st.frozensets(rel_types, max_size=3), params=params)
@@ -210,10 +210,8 @@ def serialized(draw: st.DrawFn, link: Link) -> str:
         items.insert(draw(st.integers(0, len(items))), ("rel", " ".join(sorted(link.rels))))
     for name, value in items:
         shown = "".join(c.upper() if draw(st.booleans()) else c for c in name)
-        if value and all(c in TOKEN_CHARS for c in value) and draw(st.booleans()):
-            text = value
-        else:
-            text = quote(value)
+        as_token = value and all(c in TOKEN_CHARS for c in value) and draw(st.booleans())
+        text = value if as_token else quote(value)
         pieces.append(f"{draw(space)};{draw(space)}{shown}{draw(space)}={draw(space)}{text}")
     return "".join(pieces) + draw(space)
 
@@ -232,7 +230,7 @@ def test_never_raises_on_arbitrary_text(value: str | list[str], base_url: str | 
     assert all(isinstance(link, Link) for link in result)
 
 
-@given(st.lists(st.sampled_from(['<', '>', '"', '\\', ';', ',', '=', ' ', 'rel', 'next', 'a', '/', '*']), max_size=30))
+@given(st.lists(st.sampled_from(["<", ">", '"', "\\", ";", ",", "=", " ", "rel", "next", "a", "/", "*"]), max_size=30))
 def test_never_raises_on_link_like_text(pieces: list[str]) -> None:
     result = parse_link_header("".join(pieces), base_url="https://a.example/b/")
     assert all(link.url.startswith("https://") for link in result)

@@ -165,7 +165,7 @@ def test_invalid_url_reasons_are_specific() -> None:
         canonicalize_url("ftp://x")
     with pytest.raises(InvalidURL, match="no host"):
         canonicalize_url("http://")
-    with pytest.raises(InvalidURL, match="[Pp]ort"):
+    with pytest.raises(InvalidURL, match=r"[Pp]ort"):
         canonicalize_url("http://host:99999/")
 
 

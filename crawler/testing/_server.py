@@ -16,6 +16,7 @@ import mimetypes
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -45,11 +46,29 @@ __all__ = [
     "serve_many",
 ]
 
+
+@attrs.frozen(kw_only=True)
+class RequestInfo:
+    """What a route callable sees: ``path`` has dot segments removed, ``query`` is raw (no ``?``), header names
+    are lower case, ``host`` is the Host header (``"127.0.0.2:8080"``), ``client`` the peer (address, port)."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    host: str
+    headers: Mapping[str, str]
+    body: bytes
+    client: tuple[str, int]
+
+
+#: Response headers: a mapping, or ``(name, value)`` pairs to repeat a name (Set-Cookie, Link).
 Headers: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]]
-#: A response: status code, headers, body.  Content-Length is added unless given.
+#: A response: status code, headers, body (bytes).  Content-Length is added unless given.
 Reply: TypeAlias = tuple[int, Headers, bytes]
-RouteValue: TypeAlias = "bytes | Page | Reply | Callable[[RequestInfo], Reply | bytes]"
-Content: TypeAlias = "Site | Mapping[str, RouteValue] | str | os.PathLike[str]"
+#: What a routes mapping maps a target to (see :class:`LocalServer`).
+RouteValue: TypeAlias = bytes | Page | Reply | Callable[[RequestInfo], Reply | bytes]
+Content: TypeAlias = Site | Mapping[str, RouteValue] | str | os.PathLike[str]
 
 _POLL_INTERVAL = 0.05  # seconds: how long stop() may wait for the accept loop to notice
 _NOT_FOUND: Reply = (404, {"Content-Type": "text/html; charset=utf-8"}, b"<h1>404 Not Found</h1>\n")
@@ -58,15 +77,16 @@ _NOT_FOUND: Reply = (404, {"Content-Type": "text/html; charset=utf-8"}, b"<h1>40
 @attrs.frozen(kw_only=True, slots=True)
 class RequestRecord:
     """One answered request.  ``path`` is the target with dot segments removed and query kept
-    (``"/s1/3.html?x=1"``), ``target`` the target as sent; ``client`` is the peer ``(address, port)``: requests
-    with the same client came over one kept-alive connection; ``started``/``finished`` are
+    (``"/s1/3.html?x=1"``), ``target`` the target as sent; ``headers`` have lower-case names (a repeated header
+    keeps its last value); ``client`` is the peer ``(address, port)``: requests with the same client came over
+    one kept-alive connection.  ``started`` (request read) and ``finished`` (response ready to write) are
     :func:`time.monotonic` readings in seconds."""
 
     method: str
     host: str
     path: str
     target: str
-    headers: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
     client: tuple[str, int]
     status: int
     started: float
@@ -163,21 +183,6 @@ class RequestCounter:
             self._max_total = self._total
 
 
-@attrs.frozen(kw_only=True)
-class RequestInfo:
-    """What a route callable sees: ``path`` has dot segments removed, ``query`` is raw (no ``?``), header names
-    are lower case, ``host`` is the Host header (``"127.0.0.2:8080"``), ``client`` the peer (address, port)."""
-
-    method: str
-    target: str
-    path: str
-    query: str
-    host: str
-    headers: Mapping[str, str]
-    body: bytes
-    client: tuple[str, int]
-
-
 class LocalServer:
     """An HTTP/1.1 server on ``host:port`` (port 0: a free one) serving ``content`` from daemon threads.
 
@@ -219,7 +224,7 @@ class LocalServer:
             self._root = None
         self._content = content
         self.host = host
-        self._requested_port = port
+        self._port = port
         self._latency = latency
         self._error_rate = error_rate
         self._error_status = error_status
@@ -238,15 +243,16 @@ class LocalServer:
         """Bind, listen and serve from a daemon thread; returns self.  Idempotent.  Raises OSError on bind."""
         if self._httpd is not None:
             return self
-        httpd = _HTTPServer((self.host, self._requested_port), _Handler)
+        httpd = _HTTPServer((self.host, self._port), _Handler)
         httpd.app = self
-        self._httpd = httpd
+        requested, self._port = self._port, int(httpd.server_address[1])
         try:
             self._bind_content()
         except BaseException:
             httpd.server_close()
-            self._httpd = None
+            self._port = requested
             raise
+        self._httpd = httpd
         self._stopping.clear()
         self._thread = threading.Thread(
             target=httpd.serve_forever,
@@ -282,11 +288,12 @@ class LocalServer:
 
     @property
     def port(self) -> int:
-        """The bound port.  Raises RuntimeError for port 0 before :meth:`start`."""
-        if self._httpd is not None:
-            return int(self._httpd.server_address[1])
-        if self._requested_port:
-            return self._requested_port
+        """The port given, or the one bound by :meth:`start` (kept after :meth:`stop`).
+
+        Raises RuntimeError for port 0 before :meth:`start`.
+        """
+        if self._port:
+            return self._port
         raise RuntimeError("LocalServer: port 0 is chosen on start(); start the server first")
 
     @property
@@ -340,12 +347,6 @@ class LocalServer:
                 return latency[key]
         return 0.0
 
-    def _fails(self) -> bool:
-        if self._error_rate <= 0.0:
-            return False
-        with self._rng_lock:
-            return self._rng.random() < self._error_rate
-
     def respond(self, request: RequestInfo) -> Reply:
         """The reply to ``request`` from this server's content, without latency or injected errors."""
         if self._root is not None:
@@ -368,9 +369,16 @@ class LocalServer:
             return 200, {"Content-Type": _guess_type(request.path, value)}, value
         return value
 
-    def wait(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if the server stops meanwhile."""
-        self._stopping.wait(seconds)
+    def _answer(self, request: RequestInfo) -> Reply:
+        delay = self.latency_for(request.host)
+        if delay > 0:
+            self._stopping.wait(delay)  # stop() cuts the wait short
+        if self._error_rate > 0.0:
+            with self._rng_lock:
+                failed = self._rng.random() < self._error_rate
+            if failed:
+                return self._error_status, {"Content-Type": "text/plain"}, b"injected error\n"
+        return self.respond(request)
 
 
 class ServerGroup:
@@ -476,9 +484,7 @@ def serve_many(
                     counter=counter,
                 )
                 servers.append(server.start())
-                if chosen == 0:
-                    chosen = server.port
-                    content = server.site or content  # bind the site once, share it
+                chosen, content = server.port, server.site or content  # the site bound once, then shared
         except OSError as exc:
             for server in servers:
                 server.stop()
@@ -487,7 +493,7 @@ def serve_many(
             last_error = exc
             continue
         return ServerGroup(servers, counter)
-    raise OSError(errno.EADDRINUSE, f"serve_many: no free common port for {list(hosts)}") from last_error
+    raise OSError(errno.EADDRINUSE, f"serve_many: no port free on all of {list(hosts)}") from last_error
 
 
 # -- the HTTP machinery ----------------------------------------------------------------------------------------
@@ -503,20 +509,35 @@ class _HTTPServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.closing = False
         super().__init__(address, handler)
+
+    def track(self, conn: socket.socket) -> None:
+        """Remember an open connection, or shut it down at once if the server is closing."""
+        with self.connections_lock:
+            if not self.closing:
+                self.connections.add(conn)
+                return
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+
+    def forget(self, conn: socket.socket) -> None:
+        """Forget a closed connection."""
+        with self.connections_lock:
+            self.connections.discard(conn)
 
     def close_connections(self) -> None:
         """Shut down kept-alive connections so their handler threads end."""
         with self.connections_lock:
+            self.closing = True
             connections = list(self.connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
-        exc = traceback.format_exc()
-        if "ConnectionResetError" not in exc and "BrokenPipeError" not in exc:
-            self.app.counter.error(exc)
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is no error
+            self.app.counter.error(traceback.format_exc())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -526,12 +547,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
+        self.server.track(self.connection)
 
     def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
+        self.server.forget(self.connection)
         super().finish()
 
     def log_message(self, format: str, *args: object) -> None:
@@ -540,50 +559,41 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         app = self.server.app
         started = time.monotonic()
-        host = self.headers.get("Host") or app.authority
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True  # a chunked body is not read (nor served to routes): drop the connection
         raw_path, _, query = self.path.partition("?")
         path = _remove_dot_segments(raw_path)
+        request = RequestInfo(
+            method=self.command,
+            target=self.path,
+            path=path,
+            query=query,
+            host=self.headers.get("Host") or app.authority,
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=self.rfile.read(length) if length > 0 else b"",
+            client=(str(self.client_address[0]), int(self.client_address[1])),
+        )
         key = f"{path}?{query}" if query else path
-        client = (str(self.client_address[0]), int(self.client_address[1]))
-        app.counter.begin(host, key)
-        status = 500
+        app.counter.begin(request.host, key)
+        reply: Reply = (500, {}, b"")
         try:
-            delay = app.latency_for(host)
-            if delay > 0:
-                app.wait(delay)
-            if app._fails():
-                reply: Reply = (app._error_status, {"Content-Type": "text/plain"}, b"injected error\n")
-            else:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                request = RequestInfo(
-                    method=self.command,
-                    target=self.path,
-                    path=path,
-                    query=query,
-                    host=host,
-                    headers=headers,
-                    body=body,
-                    client=client,
-                )
-                reply = app.respond(request)
-            status = reply[0]
-            self._send(reply)
-        finally:
+            reply = app._answer(request)
+        finally:  # counted before writing, so a client holding its response finds it in the statistics
             app.counter.end(
                 RequestRecord(
-                    method=self.command,
-                    host=host,
+                    method=request.method,
+                    host=request.host,
                     path=key,
-                    target=self.path,
-                    headers=tuple(self.headers.items()),
-                    client=client,
-                    status=status,
+                    target=request.target,
+                    headers=request.headers,
+                    client=request.client,
+                    status=reply[0],
                     started=started,
                     finished=time.monotonic(),
                 )
             )
+        self._send(reply)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
@@ -596,17 +606,16 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             reason = ""
         lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-        has_length = False
+        names: set[str] = set()
         for name, value in pairs:
-            lower = name.lower()
-            has_length = has_length or lower == "content-length"
-            if lower == "connection" and value.lower() == "close":
+            names.add(name.lower())
+            if name.lower() == "connection" and value.lower() == "close":
                 self.close_connection = True
             lines.append(f"{name}: {value}\r\n")
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
-        if not has_length and status not in (204, 304) and status >= 200:
+        if "content-length" not in names and status not in (204, 304) and status >= 200:
             lines.append(f"Content-Length: {len(payload)}\r\n")
-        if self.close_connection:
+        if self.close_connection and "connection" not in names:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
         self.wfile.write("".join(lines).encode("latin-1") + (b"" if no_body else payload))

@@ -144,7 +144,7 @@ class Site:
         respect_robots: bool = False,
         include_assets: bool = False,
     ) -> set[str]:
-        """The URLs a correct crawl fetches, from the link graph (breadth-first over the hrefs in pages).
+        """The URLs a correct crawl fetches, found by a graph search over the hrefs written in the pages.
 
         ``start`` is one URL or several (default: ``/index.html`` of the first host).  URLs are resolved
         against their page (RFC 3986 §5.2), fragments dropped; ``mailto:``, ``javascript:`` and malformed hrefs
@@ -320,7 +320,7 @@ def _link_graph(
 
 def _page_href(rng: random.Random, source: str, target: str, host: str) -> str:
     """An href on page ``source`` to ``target`` on the same host, in a random but equivalent spelling."""
-    relative = posixpath.relpath(target, posixpath.dirname(source))
+    relative = _relative(source, target)
     roll = rng.random()
     if roll < 0.3:
         href = target
@@ -336,6 +336,15 @@ def _page_href(rng: random.Random, source: str, target: str, host: str) -> str:
     if rng.random() < 0.15:
         href += f"#part-{rng.randrange(5)}"
     return href
+
+
+def _relative(source: str, target: str) -> str:
+    """Path ``target`` relative to the directory of ``source``: ``/s1/2.html``, ``/s2/4.html`` -> ``../s2/4.html``."""
+    base, parts = source.split("/")[1:-1], target.split("/")[1:]
+    common = 0
+    while common < min(len(base), len(parts) - 1) and base[common] == parts[common]:
+        common += 1
+    return "/".join([".."] * (len(base) - common) + parts[common:])
 
 
 def _html_page(i: int, path: str, hrefs: list[str], size: int, filler: str, rng: random.Random) -> Page:
