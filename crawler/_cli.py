@@ -78,9 +78,15 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("target", nargs=-1, required=True)
-@click.option("-o", "--output", "outputs", multiple=True, metavar="URI",
-              help="Where items go (repeatable): items.jsonl, items.csv, sqlite:///items.db, - for stdout. "
-              "Default: sqlite:///<spider name>.db.")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="URI",
+    help="Where items go (repeatable): items.jsonl, items.csv, sqlite:///items.db, - for stdout. "
+    "Default: sqlite:///<spider name>.db.",
+)
 @click.option("--concurrency", type=int, metavar="N", help="Requests in flight across all hosts. [16]")
 @click.option("--per-host", type=int, metavar="N", help="Requests in flight per host. [2]")
 @click.option("--delay", type=float, metavar="SECONDS", help="Delay between requests to one host, jittered. [0]")
@@ -91,16 +97,33 @@ def cli() -> None:
 @click.option("--backend", type=click.Choice(["trio", "asyncio"]), help="Event loop. [asyncio]")
 @click.option("--ignore-robots", is_flag=True, default=None, help="Do not fetch or obey robots.txt.")
 @click.option("--user-agent", metavar="TEXT", help="User-Agent header, also matched in robots.txt.")
-@click.option("-s", "--set", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="Any setting, e.g. -s crawl.jitter=0.2 (repeatable).")
-@click.option("-a", "--arg", "spider_args", multiple=True, metavar="NAME=VALUE",
-              help="Spider argument, set as an attribute of the spider (repeatable).")
+@click.option(
+    "-s",
+    "--set",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any setting, e.g. -s crawl.jitter=0.2 (repeatable).",
+)
+@click.option(
+    "-a",
+    "--arg",
+    "spider_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Spider argument, set as an attribute of the spider (repeatable).",
+)
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]), help="Log format. [auto]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level. [info]")
 @click.option("--stats-file", type=click.Path(dir_okay=False), help="Write the final stats as JSON to this file.")
 @click.option("--no-progress", is_flag=True, default=None, help="No live display on a terminal.")
-def crawl(target: tuple[str, ...], outputs: tuple[str, ...], pairs: tuple[str, ...], spider_args: tuple[str, ...],
-          **options: Any) -> None:
+def crawl(
+    target: tuple[str, ...],
+    outputs: tuple[str, ...],
+    pairs: tuple[str, ...],
+    spider_args: tuple[str, ...],
+    **options: Any,
+) -> None:
     """Crawl TARGET: one or more start URLs (follow links within their hosts, one record per page), or a spider:
     a file (spiders/blog.py), a module path (mypkg.spiders:Blog) or a spider name.
 
@@ -148,9 +171,9 @@ def crawl(target: tuple[str, ...], outputs: tuple[str, ...], pairs: tuple[str, .
     except SinkError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
-    snapshot = engine.stats.snapshot(spider=spider.name, outputs=list(settings.output.uris) or [
-        f"sqlite:///{spider.name}.db"
-    ])
+    snapshot = engine.stats.snapshot(
+        spider=spider.name, outputs=list(settings.output.uris) or [f"sqlite:///{spider.name}.db"]
+    )
     console.print(summary_table(snapshot))
     if settings.output.stats_file:
         Path(settings.output.stats_file).write_text(json.dumps(snapshot, indent=2) + "\n", encoding="utf-8")
@@ -186,6 +209,53 @@ def serve(directory: str | None, host: str, port: int, generate: int | None) -> 
         pass
     finally:
         server.stop()
+
+
+PYDOCS = Path("/usr/share/doc/python3.11/html")
+
+
+@cli.command()
+@click.option(
+    "--docs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=PYDOCS,
+    show_default=True,
+    help="Folder of the Python documentation (Debian package python3.11-doc).",
+)
+@click.option(
+    "--pages",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Size of the generated site used when the documentation is not installed.",
+)
+@click.option("--backend", type=click.Choice(["trio", "asyncio"]), default="asyncio", show_default=True)
+def demo(docs: Path, pages: int, backend: str) -> None:
+    """Serve the Python documentation (or, without it, a generated site) on 127.0.0.1 and crawl all of it with
+    the embedded defaults: in-memory frontier, items in the SQLite file site.db."""
+    from crawler.testing import LocalServer, generate_site
+
+    console = Console(stderr=True)
+    if (docs / "index.html").is_file():
+        source: Any = docs
+        what = f"the Python documentation in {docs}"
+    else:
+        source = generate_site(pages=pages)
+        what = f"a generated site of {pages} pages (apt-get install python3.11-doc to crawl the Python docs)"
+    with LocalServer(source) as server:
+        console.print(f"serving {what} at {server.base_url}/", highlight=False)
+        configure_logging("console", "warning")
+        settings = load_settings(cli={"crawl.backend": backend, "crawl.per_host": 8, "crawl.concurrency": 16})
+        spider = SiteSpider([server.url("/index.html")])
+        engine = Engine(spider, settings)
+        anyio.run(_run, engine, settings, backend=backend)
+    console.print(summary_table(engine.stats.snapshot()))
+    console.print(f"items are in {Path('site.db').resolve()} (table items); the first three:", highlight=False)
+    import sqlite3
+
+    with sqlite3.connect("site.db") as db:
+        for (item,) in db.execute("SELECT item FROM items ORDER BY fetched_at LIMIT 3"):
+            click.echo(item)
 
 
 def main() -> None:

@@ -68,11 +68,12 @@ class Spider:
         for url in self.start_urls:
             yield Request(url=url, callback="parse")
 
-    async def parse(self, response: Response) -> Any:
-        """The default callback.  Override it; the base implementation raises NotImplementedError."""
+    def parse(self, response: Response) -> Any:
+        """The default callback.  Override it (``async def`` or ``def``, generator or not); the base implementation
+        raises NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__}.parse() is not defined")
 
-    async def errback(self, failure: Failure) -> Any:
+    def errback(self, failure: Failure) -> Any:
         """The default errback, called when a request gives up.  The base implementation does nothing (the engine
         logs and counts the failure, and records it in the error output)."""
         return None

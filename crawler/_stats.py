@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -19,7 +20,7 @@ class Stats:
     ``offsite``, ``robots_disallowed``, ``duplicates``, ...); ``response(status, size, host)`` counts a response
     and its bytes; ``snapshot()`` returns everything as JSON-compatible data.  Times are seconds."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.started = clock()
         self.finished: float | None = None

@@ -77,8 +77,22 @@ def test_crawl_python_docs_every_page_once(
     docs_server.reset()
     start = docs_server.url("/index.html")
     result = run_cli(
-        "crawl", start, "-o", "pages.jsonl", "--backend", backend, "--per-host", "8", "--concurrency", "16",
-        "--stats-file", "stats.json", "--log-format", "json", cwd=tmp_path, timeout=300,
+        "crawl",
+        start,
+        "-o",
+        "pages.jsonl",
+        "--backend",
+        backend,
+        "--per-host",
+        "8",
+        "--concurrency",
+        "16",
+        "--stats-file",
+        "stats.json",
+        "--log-format",
+        "json",
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "pages.jsonl").read_text().splitlines()]
@@ -102,8 +116,17 @@ def test_crawl_python_docs_every_page_once(
 def test_pydocs_example_spider(docs_server: LocalServer, tmp_path: Path) -> None:
     start = docs_server.url("/index.html")
     result = run_cli(
-        "crawl", str(EXAMPLES / "pydocs.py"), "-a", f"start_url={start}", "-o", "docs.jsonl", "--max-pages", "60",
-        "--log-format", "json", cwd=tmp_path,
+        "crawl",
+        str(EXAMPLES / "pydocs.py"),
+        "-a",
+        f"start_url={start}",
+        "-o",
+        "docs.jsonl",
+        "--max-pages",
+        "60",
+        "--log-format",
+        "json",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     pages = [json.loads(line) for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
@@ -161,9 +184,24 @@ def test_ctrl_c_finishes_in_flight_flushes_and_exits_130(tmp_path: Path) -> None
     with serve_many(site, latency=0.05) as servers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
         process = subprocess.Popen(
-            [sys.executable, "-m", "crawler", "crawl", servers.url("/index.html"), "-o", "out.jsonl",
-             "--log-format", "json", "--stats-file", "s.json"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "crawler",
+                "crawl",
+                servers.url("/index.html"),
+                "-o",
+                "out.jsonl",
+                "--log-format",
+                "json",
+                "--stats-file",
+                "s.json",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         out = tmp_path / "out.jsonl"
         deadline = time.monotonic() + 60

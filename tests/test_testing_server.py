@@ -185,18 +185,17 @@ def served() -> Iterator[LocalServer]:
 def test_serves_a_site_bound_to_its_port(served: LocalServer, client: httpx.Client) -> None:
     site = served.site
     assert site is not None and site.hosts == (served.authority,)
-    if True:
-        index = client.get(served.url("/index.html"))
-        assert index.status_code == 200
-        assert index.headers["content-type"] == "text/html; charset=utf-8"
-        assert int(index.headers["content-length"]) == len(index.content) == 7680
-        assert index.content == site.routes(served.host)["/index.html"].body
-        asset = next(p for p in site.routes(served.host) if p.endswith(".png"))
-        assert client.get(asset).headers["content-type"] == "image/png"
-        assert client.get("/nope.html").status_code == 404
-        head = client.head("/index.html")
-        assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "7680"
-        client.get("/index.html")
+    index = client.get(served.url("/index.html"))
+    assert index.status_code == 200
+    assert index.headers["content-type"] == "text/html; charset=utf-8"
+    assert int(index.headers["content-length"]) == len(index.content) == 7680
+    assert index.content == site.routes(served.host)["/index.html"].body
+    asset = next(p for p in site.routes(served.host) if p.endswith(".png"))
+    assert client.get(served.url(asset)).headers["content-type"] == "image/png"
+    assert client.get(served.url("/nope.html")).status_code == 404
+    head = client.head(served.url("/index.html"))
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "7680"
+    client.get(served.url("/index.html"))
     stats = served.stats()
     assert stats.requests == 5
     assert stats.hits[served.authority]["/index.html"] == 3
@@ -207,17 +206,15 @@ def test_serves_a_site_bound_to_its_port(served: LocalServer, client: httpx.Clie
     assert served.stats().requests == 0 and served.stats().log == ()
 
 
-def test_keep_alive_reuses_one_connection(served: LocalServer) -> None:
-    with httpx.Client() as client:
-        for _ in range(3):
-            assert client.get(served.url("/index.html")).status_code == 200
-        assert client.get(served.url("/missing")).status_code == 404
-    clients = {record.client for record in served.stats().log}
-    assert len(clients) == 1
+def test_keep_alive_reuses_one_connection(served: LocalServer, client: httpx.Client) -> None:
+    for _ in range(3):
+        assert client.get(served.url("/index.html")).status_code == 200
+    assert client.get(served.url("/missing")).status_code == 404
+    assert len({record.client for record in served.stats().log}) == 1
 
 
 def test_dot_segments_and_queries_are_normalized_in_hits(served: LocalServer) -> None:
-    conn = http.client.HTTPConnection(served.host, served.port)
+    conn = http.client.HTTPConnection(served.host, served.port)  # httpx would normalize the path itself
     conn.request("GET", "/s1/x/../../index.html?a=1")
     response = conn.getresponse()
     assert response.status == 200 and len(response.read()) == 7680
@@ -226,7 +223,7 @@ def test_dot_segments_and_queries_are_normalized_in_hits(served: LocalServer) ->
     assert served.stats().log[0].target == "/s1/x/../../index.html?a=1"
 
 
-def test_routes_mapping_values() -> None:
+def test_routes_mapping_values(client: httpx.Client) -> None:
     def echo(request: RequestInfo) -> tuple[int, list[tuple[str, str]], bytes]:
         return 201, [("X-Seen", request.path), ("X-Seen", request.query)], request.body
 
@@ -243,31 +240,31 @@ def test_routes_mapping_values() -> None:
         "/page": Page(body=b"x", content_type="text/plain"),
         "/close": (200, {"Connection": "close"}, b"bye"),
     }
-    with LocalServer(routes) as server, httpx.Client(base_url=server.base_url) as client:
-        assert client.get("/").headers["content-type"] == "text/html; charset=utf-8"
-        assert client.get("/data.json").json() == {"a": 1}
-        assert client.get("/items").json() == [1]
-        assert client.get("/items?page=2").json() == [2]
-        echoed = client.post("/echo?q=1", content=b"payload")
+    with LocalServer(routes) as server:
+        assert client.get(server.url("/")).headers["content-type"] == "text/html; charset=utf-8"
+        assert client.get(server.url("/data.json")).json() == {"a": 1}
+        assert client.get(server.url("/items")).json() == [1]
+        assert client.get(server.url("/items?page=2")).json() == [2]
+        echoed = client.post(server.url("/echo?q=1"), content=b"payload")
         assert (echoed.status_code, echoed.content) == (201, b"payload")
         assert echoed.headers.get_list("x-seen") == ["/echo", "q=1"]
-        assert client.get("/broken").status_code == 500
-        assert client.get("/page").headers["content-type"] == "text/plain"
-        assert client.get("/close").headers["connection"] == "close"
+        assert client.get(server.url("/broken")).status_code == 500
+        assert client.get(server.url("/page")).headers["content-type"] == "text/plain"
+        assert client.get(server.url("/close")).headers["connection"] == "close"
         errors = server.stats().errors
     assert len(errors) == 1 and "RuntimeError: boom" in errors[0]
 
 
-def test_max_in_flight_counts_concurrent_requests() -> None:
+def test_max_in_flight_counts_concurrent_requests(client: httpx.Client) -> None:
     n = 5
     barrier = threading.Barrier(n, timeout=5)
 
     def gate(request: RequestInfo) -> bytes:
-        barrier.wait()  # every request is in flight at once
+        barrier.wait()  # returns only once all n requests are in flight at once
         return b"ok"
 
-    with LocalServer({"/gate": gate}) as server, httpx.Client() as client:  # a Client is thread-safe
-        statuses: list[int] = []
+    statuses: list[int] = []
+    with LocalServer({"/gate": gate}) as server:  # an httpx.Client is thread-safe
         threads = [
             threading.Thread(target=lambda: statuses.append(client.get(server.url("/gate")).status_code))
             for _ in range(n)
@@ -283,53 +280,51 @@ def test_max_in_flight_counts_concurrent_requests() -> None:
     assert stats.in_flight == {}
 
 
-def test_error_rate_injects_errors() -> None:
-    with httpx.Client() as client:
-        with LocalServer({"/": b"ok"}, error_rate=1.0, error_status=503) as server:
-            assert client.get(server.url("/")).status_code == 503
-        with LocalServer({"/": b"ok"}, error_rate=0.5, seed=1) as server:
-            statuses = {client.get(server.url("/")).status_code for _ in range(40)}
+def test_error_rate_injects_errors(client: httpx.Client) -> None:
+    with LocalServer({"/": b"ok"}, error_rate=1.0, error_status=503) as server:
+        assert client.get(server.url("/")).status_code == 503
+    with LocalServer({"/": b"ok"}, error_rate=0.5, seed=1) as server:
+        statuses = {client.get(server.url("/")).status_code for _ in range(40)}
     assert statuses == {200, 500}
 
 
-def test_stop_closes_kept_alive_connections_and_is_idempotent() -> None:
+def test_stop_closes_kept_alive_connections_and_is_idempotent(client: httpx.Client) -> None:
     server = LocalServer({"/": b"ok"}).start()
-    with httpx.Client() as client:
-        assert client.get(server.url("/")).status_code == 200
-        server.stop()
-        server.stop()
-        with pytest.raises(httpx.TransportError):
-            client.get(server.url("/"))
+    assert client.get(server.url("/")).status_code == 200
+    server.stop()
+    server.stop()
+    with pytest.raises(httpx.TransportError):
+        client.get(server.url("/"))
     with pytest.raises(RuntimeError):
         _ = LocalServer({}).port
 
 
-def test_serves_a_directory(tmp_path: Path) -> None:
+def test_serves_a_directory(tmp_path: Path, client: httpx.Client) -> None:
     (tmp_path / "index.html").write_text("<h1>root</h1>")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "index.html").write_text("<h1>docs</h1>")
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "a b.txt").write_text("text")
     (tmp_path / "files" / "sub").mkdir()
-    with LocalServer(tmp_path) as server, httpx.Client(base_url=server.base_url) as client:
-        assert client.get("/").text == "<h1>root</h1>"
-        moved = client.get("/docs?x=1")
+    with LocalServer(tmp_path) as server:
+        assert client.get(server.url("/")).text == "<h1>root</h1>"
+        moved = client.get(server.url("/docs?x=1"))
         assert moved.status_code == 301 and moved.headers["location"] == "/docs/?x=1"
-        assert client.get("/docs/").text == "<h1>docs</h1>"
-        listing = client.get("/files/")
+        assert client.get(server.url("/docs/")).text == "<h1>docs</h1>"
+        listing = client.get(server.url("/files/"))
         assert listing.status_code == 200 and hrefs_of(listing.content) == ["a%20b.txt", "sub/"]
-        text = client.get("/files/a%20b.txt")
+        text = client.get(server.url("/files/a%20b.txt"))
         assert text.text == "text" and text.headers["content-type"] == "text/plain; charset=utf-8"
-        assert client.get("/missing.html").status_code == 404
-        assert client.get("/%2e%2e/%2e%2e/etc/passwd").status_code == 404
-        assert client.post("/").status_code == 405
+        assert client.get(server.url("/missing.html")).status_code == 404
+        assert client.get(server.url("/%2e%2e/%2e%2e/etc/passwd")).status_code == 404
+        assert client.post(server.url("/")).status_code == 405
     with pytest.raises(NotADirectoryError):
         LocalServer(tmp_path / "index.html")
 
 
-def test_serve_many_shares_one_port_and_one_counter() -> None:
+def test_serve_many_shares_one_port_and_one_counter(client: httpx.Client) -> None:
     site = generate_site(pages=20, hosts=HOSTS, seed=4)
-    with serve_many(site, latency={"127.0.0.2": 0.2}) as servers, httpx.Client() as client:
+    with serve_many(site, latency={"127.0.0.2": 0.2}) as servers:
         port = servers.port
         assert servers.hosts == tuple(f"{h}:{port}" for h in HOSTS)
         assert servers.site is not None and servers.site.hosts == servers.hosts
@@ -347,20 +342,19 @@ def test_serve_many_shares_one_port_and_one_counter() -> None:
     assert all(r.finished - r.started >= 0.2 for r in slow)
 
 
-def test_a_breadth_first_fetch_of_the_served_site_matches_reachable_urls() -> None:
+def test_a_graph_search_over_the_served_site_matches_reachable_urls(client: httpx.Client) -> None:
     with serve_many(generate_site(pages=25, links_per_page=5, hosts=HOSTS, seed=7)) as servers:
         site = servers.site
         assert site is not None
         start = servers.url("/index.html")
         seen, queue = {start}, [start]
-        with httpx.Client() as client:
-            while queue:
-                url = queue.pop()
-                for href in hrefs_of(client.get(url).content):
-                    target = resolve_href(url, href)
-                    if target and target not in seen and not urlsplit(target).path.startswith("/assets/"):
-                        seen.add(target)
-                        queue.append(target)
+        while queue:
+            url = queue.pop()
+            for href in hrefs_of(client.get(url).content):
+                target = resolve_href(url, href)
+                if target and target not in seen and not urlsplit(target).path.startswith("/assets/"):
+                    seen.add(target)
+                    queue.append(target)
         hits = servers.stats().hits_by_url()
     assert seen == site.reachable_urls(start)
     assert hits == dict.fromkeys(seen, 1)
