@@ -18,7 +18,7 @@ class BenchSpider(Spider):
     async def start(self) -> AsyncIterator[Request]:
         yield Request(url=self.start_url, callback="parse")
 
-    async def parse(self, response: Response) -> AsyncIterator[Any]:  # type: ignore[override]  # Spider.parse is typed as a coroutine
+    async def parse(self, response: Response) -> AsyncIterator[Any]:
         yield {
             "url": response.url,
             "status": response.status,

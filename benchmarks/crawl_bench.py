@@ -15,14 +15,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_server import crawler_command, free_port, pinned, server_requests, start_server, write_site
+from bench_server import crawler_command, free_port, server_requests, start_server, write_site
 
 from crawler.testing import generate_site
 
@@ -38,6 +37,7 @@ class Args(argparse.Namespace):
     timeout: float
     strip_malformed: bool
     client_core: int | None = None  # set by main()
+    server_core: int | None = None
 
 
 @dataclass
@@ -52,6 +52,8 @@ class Result:
     cpu_s: float  # user + sys of the client process (wait4)
     cpu_s_per_1k: float
     rss_mb: float  # peak RSS of the client process (wait4 ru_maxrss)
+    other_pct: int | None  # CPU used by other processes on the client's core during the run, % of wall time
+    server_core_pct: int | None  # busy time of the server's core (server and any other process), % of wall time
     exit_code: int
     log_problems: dict[str, int] = field(default_factory=dict)  # warning/error log events -> count
     stderr_tail: str = ""
@@ -96,24 +98,32 @@ def fetched_urls(output: Path) -> tuple[set[str], int]:
     return urls, lines
 
 
+def core_busy_s(core: int | None) -> float:
+    """Seconds core ``core`` has spent busy since boot (/proc/stat), 0.0 without pinning."""
+    if core is None:
+        return 0.0
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = next(line for line in stat if line.startswith(f"cpu{core} ")).split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def run_client(name: str, cmd: list[str], output: Path, expected: set[str], port: int, args: Args) -> Result:
-    """Run one client pinned to the client core, wait for it with wait4, and check its output."""
+    """Run one client through spawn_measured.py (pinned, measured by wait4) and check its output."""
     print(f"-- {name}: {' '.join(cmd)}", flush=True)
-    before = server_requests(port)
+    measured = output.with_suffix(".rusage.json")
+    core = "-" if args.client_core is None else str(args.client_core)
+    launcher = [sys.executable, "-I", "-S", str(HERE / "spawn_measured.py"), str(measured), core, str(args.timeout)]
+    before, busy, server_busy = server_requests(port), core_busy_s(args.client_core), core_busy_s(args.server_core)
     stderr_path = output.with_suffix(".stderr")
     with stderr_path.open("wb") as err, output.with_suffix(".stdout").open("wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, preexec_fn=pinned(args.client_core))
-        timer = threading.Timer(args.timeout, proc.kill)
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([*launcher, "--", *cmd], stdout=out, stderr=err, check=True)
+    busy, server_busy = core_busy_s(args.client_core) - busy, core_busy_s(args.server_core) - server_busy
     after = server_requests(port)
+    usage = json.loads(measured.read_text())
     urls, lines = fetched_urls(output)
     pages = len(urls & expected)
-    cpu = usage.ru_utime + usage.ru_stime
+    wall, cpu = usage["wall_s"], usage["user_s"] + usage["sys_s"]
     stderr = stderr_path.read_text(errors="replace").strip()
     return Result(
         client=name,
@@ -125,8 +135,10 @@ def run_client(name: str, cmd: list[str], output: Path, expected: set[str], port
         pages_per_s=round(pages / wall, 1),
         cpu_s=round(cpu, 3),
         cpu_s_per_1k=round(cpu / max(pages, 1) * 1000, 3),
-        rss_mb=round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is in KiB on Linux
-        exit_code=proc.returncode,
+        rss_mb=round(usage["maxrss_kib"] / 1024, 1),
+        other_pct=None if args.client_core is None else round(max(0.0, busy - cpu) / wall * 100),
+        server_core_pct=None if args.server_core is None else round(server_busy / wall * 100),
+        exit_code=usage["exit_code"],
         log_problems=log_problems(stderr),
         stderr_tail="\n".join(stderr.splitlines()[-15:]),
     )
@@ -150,18 +162,21 @@ def clients(start: str, tmp: Path, args: Args) -> list[tuple[str, list[str], Pat
 
 def print_table(results: list[Result]) -> None:
     base = next(r for r in results if r.client == BASELINE)
-    head = f"{'client':<16}{'pages':>7}{'reqs':>7}{'wall s':>8}{'pages/s':>9}{'CPU s':>8}{'CPU s/1k':>10}"
-    head += f"{'RSS MB':>8}{'x pages/s':>11}{'x CPU/1k':>10}{'x RSS':>7}"
+    head = f"{'client':<16}{'pages':>6}{'reqs':>6}{'wall s':>8}{'pages/s':>8}{'CPU s':>7}{'CPU s/1k':>9}"
+    head += f"{'RSS MB':>7}{'other%':>7}{'x pages/s':>10}{'x CPU/1k':>9}{'x RSS':>6}"
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
         reqs = "-" if r.server_requests is None else str(r.server_requests)
+        other = "-" if r.other_pct is None else str(r.other_pct)
         print(
-            f"{r.client:<16}{r.pages:>7}{reqs:>7}{r.wall_s:>8.2f}{r.pages_per_s:>9.0f}{r.cpu_s:>8.2f}"
-            f"{r.cpu_s_per_1k:>10.3f}{r.rss_mb:>8.1f}{r.pages_per_s / max(base.pages_per_s, 1e-9):>11.2f}"
-            f"{r.cpu_s_per_1k / max(base.cpu_s_per_1k, 1e-9):>10.2f}{r.rss_mb / max(base.rss_mb, 1e-9):>7.2f}"
+            f"{r.client:<16}{r.pages:>6}{reqs:>6}{r.wall_s:>8.2f}{r.pages_per_s:>8.0f}{r.cpu_s:>7.2f}"
+            f"{r.cpu_s_per_1k:>9.3f}{r.rss_mb:>7.1f}{other:>7}{r.pages_per_s / max(base.pages_per_s, 1e-9):>10.2f}"
+            f"{r.cpu_s_per_1k / max(base.cpu_s_per_1k, 1e-9):>9.2f}{r.rss_mb / max(base.rss_mb, 1e-9):>6.2f}"
         )
-    print(f"(pages: distinct expected URLs in the output; reqs: requests the server saw; x: ratio to {BASELINE}")
-    print(" in this run, pages/s higher is better, CPU s/1k and RSS lower is better)")
+    print("pages: distinct expected URLs in the output; reqs: requests the server saw; other%: CPU other processes")
+    print(f"took on the client core (noise); x: ratio to {BASELINE} in this run (pages/s: higher is better)")
+    if any((r.other_pct or 0) > 5 for r in results):
+        print("WARNING: other processes used the client core during the run; wall-clock figures are disturbed")
 
 
 def report_problems(results: list[Result], expected: int) -> None:
@@ -195,7 +210,9 @@ def parse_args() -> Args:
 def main() -> None:
     args = parse_args()
     cores = sorted(os.sched_getaffinity(0))
-    server_core, args.client_core = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
+    args.server_core, args.client_core = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
+    server_core = args.server_core
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     if server_core is None:
         print("WARNING: fewer than 2 usable cores: server and clients are not pinned and share one core")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -230,6 +247,7 @@ def main() -> None:
         "server": kind,
         "pinning": {"server_core": server_core, "client_core": args.client_core},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "loadavg_at_end": os.getloadavg(),
         "versions": {p: version(p) for p in ("crawler", "httpx", "anyio", "trio")},
         "results": [asdict(r) for r in results],
     }

@@ -15,6 +15,7 @@ from rich.console import Console
 from crawler._engine import Engine
 from crawler._exceptions import CrawlerError, SettingsError, SinkError, SpiderLoadError
 from crawler._generic import SiteSpider
+from crawler._harvest import ApiSpider
 from crawler._loader import load_spider_class
 from crawler._log import configure_logging
 from crawler._progress import report_progress, summary_table
@@ -117,11 +118,24 @@ def cli() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level. [info]")
 @click.option("--stats-file", type=click.Path(dir_okay=False), help="Write the final stats as JSON to this file.")
 @click.option("--no-progress", is_flag=True, default=None, help="No live display on a terminal.")
+@click.option("--items", "items_path", metavar="PATH",
+              help="Harvest an API: one item per JSON record at this JMESPath (data, results, @ for a list).")
+@click.option("--paginate", metavar="SPEC",
+              help="Follow pagination: link, cursor:stripe|slack|relay|x|jsonapi|hal|odata, cursor:PATH->PARAM, "
+              "next:PATH, offset:PARAM, page:PARAM.")
+@click.option("--errors", "error_outputs", multiple=True, metavar="URI",
+              help="Where error records go (requests that gave up), repeatable. Default: the errors table of the "
+              "SQLite output.")
+@click.option("--auth", "auth_kind", type=click.Choice(["api_key", "bearer", "basic", "oauth2"]),
+              help="Send credentials (only to the start URLs' hosts unless auth.hosts says otherwise).")
+@click.option("--secret", metavar="env:NAME|file:PATH", help="Where the key, token, password or client secret is.")
+@click.option("--retries", type=int, metavar="N", help="Attempts per request in all, the first included. [4]")
 def crawl(
     target: tuple[str, ...],
     outputs: tuple[str, ...],
     pairs: tuple[str, ...],
     spider_args: tuple[str, ...],
+    error_outputs: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Crawl TARGET: one or more start URLs (follow links within their hosts, one record per page), or a spider:
@@ -132,11 +146,15 @@ def crawl(
       crawler crawl http://127.0.0.1:8000/index.html -o pages.jsonl
       crawler crawl examples/pydocs.py -o docs.jsonl --backend trio
       crawler crawl blog -s crawl.delay=1.5 -o sqlite:///blog.db --stats-file stats.json
+      crawler crawl "https://api.example.com/v1/items?limit=100" --items data --paginate cursor:stripe \\
+          --auth bearer --secret env:API_TOKEN -o records.jsonl
     """
     console = Console(stderr=True)
     try:
-        if all(_is_url(t) for t in target):
-            spider: Spider = SiteSpider(list(target))
+        if all(_is_url(t) for t in target) and (options["items_path"] or options["paginate"]):
+            spider: Spider = ApiSpider(list(target), items=options["items_path"] or "@", paginate=options["paginate"])
+        elif all(_is_url(t) for t in target):
+            spider = SiteSpider(list(target))
         elif len(target) == 1:
             spider = load_spider_class(target[0])(**_spider_args(spider_args))
         else:
@@ -157,6 +175,10 @@ def crawl(
             "log.level": options["log_level"],
             "log.progress": False if options["no_progress"] else None,
             "output.stats_file": options["stats_file"],
+            "output.errors": tuple(error_outputs) or None,
+            "auth.kind": options["auth_kind"],
+            "auth.secret": options["secret"],
+            "retry.max_attempts": options["retries"],
         }
         settings = load_settings(
             spider=(type(spider).__name__, type(spider).custom_settings), cli=cli_values, cli_pairs=list(pairs)
@@ -199,7 +221,7 @@ def serve(directory: str | None, host: str, port: int, generate: int | None) -> 
 
     if directory is None and generate is None:
         raise click.UsageError("give a DIRECTORY or --generate PAGES")
-    source: Any = Path(directory) if directory else generate_site(pages=generate or 100)
+    source: Any = Path(directory) if directory else generate_site(pages=generate or 100, hosts=(host,))
     server = LocalServer(source, host=host, port=port)
     server.start()
     click.echo(f"serving {directory or f'a generated site of {generate} pages'} at {server.base_url}/ (Ctrl-C stops)")

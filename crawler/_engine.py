@@ -1,20 +1,22 @@
-"""The engine: one task group that owns the dispatcher, the workers, the sink writer and the reporter.
+"""The engine: one task group that owns the dispatcher, the workers, the output writers and the reporter.
 
 ::
 
-    Spider.start() ──► Frontier ──► dispatcher ──► channel ──► workers (N) ──► Transport
-                          ▲         (claims only when a        │  host policy fed every outcome
-                          │          worker is free and the    ▼
-                          └── new Requests ◄── callback(response) ── items ──► channel ──► sinks
+    Spider.start() ──► Frontier ──► dispatcher ──► channel ──► workers (N) ──► middleware ──► Transport
+                          ▲         (claims only when a        │  host policy fed every outcome; retries
+                          │          worker is free and the    │  wait in the frontier (not_before)
+                          │          host has capacity)        ▼
+                          └── new Requests, next pages ◄── callback(response) ── items ──► Outputs ──► sinks
 
 The crawl ends when the frontier is empty and no request is being processed.  :meth:`Engine.stop` stops
-dispatching; in-flight requests then have ``shutdown_timeout`` seconds to finish before they are cancelled and put
-back in the frontier; the sinks are flushed either way.
+dispatching; in-flight requests then have ``shutdown_timeout`` seconds to finish before they are cancelled and
+put back in the frontier; the sinks are flushed either way.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,22 +26,23 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from crawler._exceptions import (
-    CloseSpider,
-    CrawlerError,
-    IgnoreRequest,
-    InvalidURL,
-    SinkError,
-    TransportError,
-)
+from crawler._adaptive import AdaptivePoliteness, HostOverride
+from crawler._auth import AuthError
+from crawler._exceptions import CloseSpider, CrawlerError, IgnoreRequest, InvalidURL, TransportError
 from crawler._frontier import Frontier, MemoryFrontier
 from crawler._items import ItemRecord, to_plain
-from crawler._log import get_logger
+from crawler._log import get_logger, redact
+from crawler._middleware import Middleware
+from crawler._outputs import Outputs, default_error_uris
+from crawler._pagination import Paginator, from_spec
 from crawler._politeness import Outcome, Politeness
 from crawler._request import Request
 from crawler._response import Response
+from crawler._retry import RetryPolicy
+from crawler._retry_after import parse_retry_after
 from crawler._robots import RobotsCache, RobotsUnavailable
 from crawler._settings import Settings
+from crawler._setup import build_middleware
 from crawler._spider import Failure, Spider, iterate_output
 from crawler._stats import Stats, current_stats
 from crawler._transport import HttpxTransport, Transport, TransportOptions
@@ -68,9 +71,11 @@ def _domain_allowed(host: str, allowed: Sequence[str]) -> bool:
 class Engine:
     """Runs one spider to the end.  Build it, then ``await engine.run()``; it returns the :class:`Stats`.
 
-    ``transport``, ``frontier``, ``politeness`` and ``sinks`` replace the defaults built from ``settings`` (the
-    httpx transport, the in-memory frontier, the per-host politeness registry, and the sinks of
-    ``settings.output.uris``).  ``clock`` gives seconds since the epoch (``time.time`` by default; tests inject one).
+    ``transport``, ``frontier``, ``politeness``, ``middleware``, ``sinks`` and ``error_sinks`` replace the defaults
+    built from ``settings`` (the httpx transport, the in-memory frontier, the adaptive per-host politeness, the
+    auth middleware of ``settings.auth`` plus the spider's ``middleware``, and the sinks of
+    ``settings.output``).  ``clock`` gives seconds since the epoch (``time.time``; tests inject one) and ``rng``
+    draws the retry jitter.
     """
 
     def __init__(
@@ -81,40 +86,64 @@ class Engine:
         transport: Transport | None = None,
         frontier: Frontier | None = None,
         politeness: Politeness | None = None,
+        middleware: Sequence[Middleware] | None = None,
         sinks: Sequence[Sink] | None = None,
+        error_sinks: Sequence[Sink] | None = None,
         clock: Clock = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.spider = spider
         self.settings = settings = settings or Settings()
         crawl = settings.crawl
         self.clock = clock
-        self.politeness = politeness or Politeness(per_host=crawl.per_host, delay=crawl.delay, jitter=crawl.jitter)
+        self.rng = rng or random.Random()
+        self.politeness = politeness or AdaptivePoliteness(
+            per_host=crawl.per_host,
+            delay=crawl.delay,
+            jitter=crawl.jitter,
+            overrides=[HostOverride(pattern=h.pattern, per_host=h.per_host, delay=h.delay, rate=h.rate)
+                       for h in settings.hosts],
+        )
         self.frontier: Frontier = frontier or MemoryFrontier(self.politeness)
-        headers = {"User-Agent": crawl.user_agent, **crawl.headers}
         self.transport: Transport = transport or HttpxTransport(
             TransportOptions(
                 timeout=crawl.timeout,
                 max_body_size=crawl.max_body_size,
-                pool_size=crawl.per_host,
-                headers=headers,
+                pool_size=max([crawl.per_host, *(h.per_host or 0 for h in settings.hosts)]),
+                headers={"User-Agent": crawl.user_agent, **crawl.headers},
                 verify=crawl.verify,
             )
         )
+        self.middleware: list[Middleware] = (
+            list(middleware) if middleware is not None else build_middleware(spider, settings)
+        )
+        self.retry = RetryPolicy(
+            max_attempts=settings.retry.max_attempts,
+            statuses=frozenset(settings.retry.statuses),
+            backoff_base=settings.retry.backoff_base,
+            backoff_cap=settings.retry.backoff_cap,
+        )
         uris = settings.output.uris or (f"sqlite:///{spider.name}.db",)
-        self.sinks: list[Sink] = list(sinks) if sinks is not None else [open_sink(uri) for uri in uris]
+        error_uris = settings.output.errors or default_error_uris(uris)
         self.stats = Stats()
         self.log = get_logger(spider=spider.name)
+        self.outputs = Outputs(
+            list(sinks) if sinks is not None else [open_sink(uri) for uri in uris],
+            list(error_sinks) if error_sinks is not None else [open_sink(uri) for uri in error_uris],
+            batch_size=settings.output.batch_size,
+            log=self.log,
+            on_failure=lambda reason: self.stop(reason, deadline=self.settings.crawl.shutdown_timeout),
+        )
         robots_agent = crawl.user_agent.split("/", 1)[0].split(" ", 1)[0] or crawl.user_agent
         self.robots = RobotsCache(self.transport.fetch, robots_agent) if crawl.obey_robots else None
+        self._paginators: dict[str, Paginator] = {}
         self._slots = anyio.Semaphore(crawl.concurrency)
         self._active = 0  # claimed and not fully processed (fetch, callback, outputs added)
         self._starting = True
         self._stopping = False
         self._stop_reason = "finished"
         self._changed = anyio.Event()
-        self._items_send: MemoryObjectSendStream[ItemRecord] | None = None
         self._workers: TaskGroup | None = None
-        self._items_written = 0
         spider.stats = self.stats  # type: ignore[attr-defined]
         spider.logger = self.log  # type: ignore[attr-defined]
         spider.settings = settings  # type: ignore[attr-defined]
@@ -154,32 +183,29 @@ class Engine:
     # -- the run ---------------------------------------------------------------------------------------------
     async def run(self) -> Stats:
         """Crawl until done or stopped; return the stats.  Raises :class:`crawler.SinkError` when a sink cannot
-        be opened."""
-        for sink in self.sinks:
-            await sink.open()
-        items_send, items_receive = anyio.create_memory_object_stream[ItemRecord](self.settings.output.batch_size)
-        self._items_send = items_send
-        requests_send, requests_receive = anyio.create_memory_object_stream[Request](self.settings.crawl.concurrency)
-        self.log.info(
-            "crawl started", concurrency=self.settings.crawl.concurrency, per_host=self.settings.crawl.per_host
-        )
+        be opened and :class:`crawler.AuthError` when credentials cannot be set up."""
+        await self.outputs.open()
+        for middleware in self.middleware:
+            await middleware.open(self.transport.fetch)
+        concurrency = self.settings.crawl.concurrency
+        requests_send, requests_receive = anyio.create_memory_object_stream[Request](concurrency)
+        self.log.info("crawl started", concurrency=concurrency, per_host=self.settings.crawl.per_host)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write_items, items_receive)
-                async with items_send, anyio.create_task_group() as workers:
-                    self._workers = workers
-                    workers.start_soon(self._feed_start)
-                    workers.start_soon(self._dispatch, requests_send)
-                    for _ in range(self.settings.crawl.concurrency):
-                        workers.start_soon(self._worker, requests_receive.clone())
-                    requests_receive.close()
+                self.outputs.start(tg)
+                try:
+                    async with anyio.create_task_group() as workers:
+                        self._workers = workers
+                        workers.start_soon(self._feed_start)
+                        workers.start_soon(self._dispatch, requests_send)
+                        for _ in range(concurrency):
+                            workers.start_soon(self._worker, requests_receive.clone())
+                        requests_receive.close()
+                finally:
+                    await self.outputs.close()
         finally:
             with anyio.CancelScope(shield=True):
-                for sink in self.sinks:
-                    try:
-                        await sink.close()
-                    except SinkError as exc:
-                        self.log.error("sink close failed", error=str(exc))
+                await self.outputs.close_sinks()
                 await self.frontier.close()
                 await self.transport.aclose()
         self.stats.finish(self._stop_reason)
@@ -187,9 +213,10 @@ class Engine:
 
     async def _feed_start(self) -> None:
         current_stats.set(self.stats)
+        index = 0
         try:
             async for value in iterate_output(self.spider.start()):
-                await self._handle_output(value, None, 0)
+                index = await self._handle_output(value, None, index)
         except CloseSpider as exc:
             self.stop(exc.reason)
         except Exception as exc:  # a broken start() must not kill the crawl of what it already yielded
@@ -250,41 +277,56 @@ class Engine:
 
     # -- one request -----------------------------------------------------------------------------------------
     async def _process(self, request: Request) -> None:
-        structlog.contextvars.bind_contextvars(url=request.url)
-        host = request.host
+        structlog.contextvars.bind_contextvars(url=redact(request.url))
         completed = False
         try:
             if self.robots is not None and not await self._robots_allow(request):
                 return
-            started = self.clock()
-            try:
-                response = await self.transport.fetch(request)
-            except (TransportError, InvalidURL) as exc:
-                now = self.clock()
-                self.politeness.observe(host, Outcome(error=type(exc).__name__, latency=now - started), now)
-                await self.frontier.complete(request, now)
-                completed = True
-                await self._fail(request, exc, None)
-                return
-            now = self.clock()
-            self.politeness.observe(
-                host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now
-            )
-            await self.frontier.complete(request, now)
+            response = await self._fetch(request)
             completed = True
-            self.stats.response(response.status, len(response.body), host)
-            await self._handle_response(request, response)
+            if response is not None:
+                await self._handle_response(request, response)
         finally:
             if not completed:
                 await self.frontier.complete(request, self.clock())
             structlog.contextvars.unbind_contextvars("url")
+
+    async def _fetch(self, request: Request) -> Response | None:
+        """Send ``request`` through the middleware and the transport, feed the host policy, give the request back
+        to the frontier.  Returns None when the request was retried, re-queued or failed."""
+        host = request.host
+        started = self.clock()
+        try:
+            sent = request
+            for middleware in self.middleware:
+                sent = await middleware.process_request(sent)
+            response = await self.transport.fetch(sent)
+        except (TransportError, InvalidURL, AuthError) as exc:
+            now = self.clock()
+            self.politeness.observe(host, Outcome(error=type(exc).__name__, latency=now - started), now)
+            await self.frontier.complete(request, now)
+            await self._retry_or_fail(request, exc, None)
+            return None
+        response.request = request  # callbacks see the spider's request, never the credentials
+        now = self.clock()
+        self.politeness.observe(host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now)
+        await self.frontier.complete(request, now)
+        self.stats.response(response.status, len(response.body), host)
+        for middleware in reversed(self.middleware):
+            result = await middleware.process_response(sent, response)
+            if isinstance(result, Request):
+                self.stats.inc("requeued_by_middleware")
+                await self.frontier.requeue(result)
+                return None
+            response = result
+        return response
 
     async def _robots_allow(self, request: Request) -> bool:
         assert self.robots is not None
         try:
             allowed = await self.robots.allowed(request)
         except RobotsUnavailable as exc:
-            await self._fail(request, exc, None)
+            await self._give_up(request, exc, None)
             return False
         self.politeness.get(request.host).crawl_delay = self.robots.crawl_delay(request.host)
         if not allowed:
@@ -298,23 +340,55 @@ class Engine:
             await self._redirect(request, response, location)
             return
         if not (200 <= response.status < 300) and not self._handles_status(request, response.status):
-            self.log.warning("http error", status=response.status)
-            await self._fail(request, None, response)
+            await self._retry_or_fail(request, None, response)
             return
         self.stats.inc("pages")
-        callback = getattr(self.spider, request.callback or "parse")
-        await self._run_callback(request, response, callback, (response,))
+        callback = self._method(request.callback or "parse")
+        if callback is None:
+            await self._give_up(request, CrawlerError(f"the spider has no callback {request.callback!r}"), response)
+        elif await self._run_callback(request, response, callback, (response,)):
+            await self._paginate(request, response)
+
+    def _method(self, name: str) -> Any:
+        method = getattr(self.spider, name, None)
+        return method if callable(method) else None
 
     def _handles_status(self, request: Request, status: int) -> bool:
         allowed = request.meta.get("handle_httpstatus_list", getattr(self.spider, "handle_httpstatus_list", ()))
         return bool(request.meta.get("handle_httpstatus_all")) or status in allowed
 
+    async def _retry_or_fail(self, request: Request, exc: BaseException | None, response: Response | None) -> None:
+        """Queue the next attempt (it waits in the frontier until its backoff is over) or give up."""
+        retry_after = None
+        if response is not None and (value := response.headers.get("retry-after")):
+            retry_after = parse_retry_after(value, self.clock())
+        not_before = self.retry.decide(
+            attempt=request.attempt,
+            idempotent=request.idempotent,
+            status=response.status if response is not None else None,
+            error=type(exc).__name__ if exc is not None else None,
+            retry_after=retry_after,
+            now=self.clock(),
+            rng=self.rng,
+        )
+        if not_before is None:
+            await self._give_up(request, exc, response)
+            return
+        self.stats.inc("retries")
+        self.log.info(
+            "retrying",
+            attempt=request.attempt + 2,
+            wait=round(not_before - self.clock(), 3),
+            reason=f"HTTP {response.status}" if response is not None else f"{type(exc).__name__}: {exc}",
+        )
+        await self.frontier.requeue(request.replace(attempt=request.attempt + 1, not_before=not_before))
+        self._notify()
+
     async def _redirect(self, request: Request, response: Response, location: str) -> None:
         chain = [*request.meta.get("redirect_urls", ()), request.url]
-        if len(chain) > self.settings.crawl.max_redirects:
-            await self._fail(
-                request, CrawlerError(f"more than {self.settings.crawl.max_redirects} redirects"), response
-            )
+        limit = self.settings.crawl.max_redirects
+        if len(chain) > limit:
+            await self._give_up(request, CrawlerError(f"more than {limit} redirects"), response)
             return
         try:
             target = response.urljoin(location)
@@ -325,14 +399,15 @@ class Engine:
                 changes.update(method="GET", body=None)
             new = request.replace(**changes)
         except InvalidURL as exc:
-            await self._fail(request, exc, response)
+            await self._give_up(request, exc, response)
             return
         self.stats.inc("redirects")
         await self._add(new, request)
 
     async def _run_callback(
         self, request: Request, response: Response | None, callback: Any, args: tuple[Any, ...]
-    ) -> None:
+    ) -> bool:
+        """Run a callback or errback and handle its output; False when it raised."""
         index = 0
         try:
             async for value in iterate_output(callback(*args, **request.cb_kwargs)):
@@ -342,14 +417,39 @@ class Engine:
         except IgnoreRequest:
             self.stats.inc("ignored")
         except Exception as exc:
+            name = getattr(callback, "__name__", "?")
             self.stats.error(f"callback:{type(exc).__name__}")
-            self.log.error(
-                "callback failed", callback=getattr(callback, "__name__", "?"), error=f"{type(exc).__name__}: {exc}"
-            )
+            self.log.error("callback failed", callback=name, error=f"{type(exc).__name__}: {exc}")
+            await self.outputs.error(self._error_record(request, exc, response, callback=name))
+            return False
+        return True
 
-    async def _handle_output(
-        self, value: Any, parent: Request | None, index: int, response: Response | None = None
-    ) -> int:
+    # -- pagination ------------------------------------------------------------------------------------------
+    def _paginator(self, request: Request) -> Paginator | None:
+        spec = request.meta.get("paginate") or getattr(self.spider, "paginate", {}).get(request.callback or "parse")
+        if spec is None or not isinstance(spec, str):
+            return spec  # None, or a Paginator object
+        paginator = self._paginators.get(spec)
+        if paginator is None:
+            paginator = self._paginators[spec] = from_spec(spec)
+        return paginator
+
+    async def _paginate(self, request: Request, response: Response) -> None:
+        paginator = self._paginator(request)
+        if paginator is None:
+            return
+        following = paginator.next_request(response)
+        if following is None:
+            return
+        if await self.frontier.add((following,)):
+            self.stats.inc("next_pages")
+            self._notify()
+        else:  # the next page is one we already have: a cursor seen twice
+            self.stats.inc("pagination_loops")
+            self.log.warning("pagination loop: next page already seen, chain stopped", next=redact(following.url))
+
+    # -- outputs ---------------------------------------------------------------------------------------------
+    async def _handle_output(self, value: Any, parent: Request | None, index: int, response: Response | None = None) -> int:
         if isinstance(value, Request):
             if parent is not None and value.depth <= parent.depth:
                 value = value.replace(depth=parent.depth + 1)
@@ -388,61 +488,48 @@ class Engine:
             key = str(item[key_field])
         else:
             key = f"{parent.fingerprint if parent else 'start'}:{index}"
-        record = ItemRecord(
-            key=key,
-            item=item,
-            spider=self.spider.name,
-            url=response.url if response is not None else (parent.url if parent else ""),
-            fetched_at=self.clock(),
-        )
+        url = response.url if response is not None else (parent.url if parent else "")
         self.stats.inc("items")
-        assert self._items_send is not None
-        await self._items_send.send(record)
+        await self.outputs.item(
+            ItemRecord(key=key, item=item, spider=self.spider.name, url=url, fetched_at=self.clock())
+        )
         if limit is not None and self.stats.counts["items"] >= limit:
             self.stop("max_items")
 
-    async def _fail(self, request: Request, exc: BaseException | None, response: Response | None) -> None:
-        """A request gave up: count it, log it with its URL, and call its errback."""
+    def _error_record(
+        self, request: Request, exc: BaseException | None, response: Response | None, *, callback: str | None = None
+    ) -> ItemRecord:
+        url = redact(request.url)
+        error = f"{type(exc).__name__}: {redact(str(exc))}" if exc is not None else None
+        return ItemRecord(
+            key=f"{request.fingerprint}:{'callback' if callback else 'fetch'}",
+            item={
+                "url": url,
+                "method": request.method,
+                "attempts": request.attempt + 1,
+                "status": response.status if response is not None else None,
+                "error": error,
+                "callback": callback or request.callback or "parse",
+                "failed_at": self.clock(),
+            },
+            spider=self.spider.name,
+            url=url,
+            fetched_at=self.clock(),
+        )
+
+    async def _give_up(self, request: Request, exc: BaseException | None, response: Response | None) -> None:
+        """A request gave up: count it, log it with its URL, write its error record and call its errback."""
         failure = Failure(request=request, exception=exc, response=response)
         kind = type(exc).__name__ if exc is not None else f"http_{response.status if response else '?'}"
         self.stats.error(kind)
-        if exc is not None:
-            self.log.warning("request failed", error=failure.reason)
-        errback = getattr(self.spider, request.errback or "errback", None)
-        if errback is not None:
+        self.log.warning("request failed", reason=redact(failure.reason), attempts=request.attempt + 1)
+        await self.outputs.error(self._error_record(request, exc, response))
+        errback = self._method(request.errback or "errback")
+        if errback is None:
+            self.stats.error("missing_errback")
+            self.log.error("the spider has no errback", errback=request.errback)
+        else:
             await self._run_callback(request.replace(cb_kwargs={}), response, errback, (failure,))
-
-    # -- sinks -----------------------------------------------------------------------------------------------
-    async def _write_items(self, receive: MemoryObjectReceiveStream[ItemRecord]) -> None:
-        size = self.settings.output.batch_size
-        async with receive:
-            batch: list[ItemRecord] = []
-            async for record in receive:
-                batch.append(record)
-                while len(batch) < size:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self._write_batch(batch)
-                batch = []
-
-    async def _write_batch(self, batch: list[ItemRecord]) -> None:
-        for sink in self.sinks:
-            for attempt in range(4):
-                try:
-                    await sink.write(batch)
-                    break
-                except SinkError as exc:
-                    if attempt == 3:
-                        self.log.error("sink failed; items written to the log", sink=sink.uri, error=str(exc))
-                        for record in batch:
-                            self.log.error("unwritten item", key=record.key, item=record.item)
-                        self.stop("sink failed", deadline=self.settings.crawl.shutdown_timeout)
-                        return
-                    self.log.warning("sink write failed, retrying", sink=sink.uri, error=str(exc), attempt=attempt + 1)
-                    await anyio.sleep(0.5 * 2**attempt)
-        self._items_written += len(batch)
 
 
 async def crawl(spider: Spider, settings: Settings | None = None, **kwargs: Any) -> Stats:

@@ -60,7 +60,8 @@ class Frontier(Protocol):
         ...
 
     async def next_wakeup(self, now: float) -> float | None:
-        """The earliest time something may become claimable, or None when nothing is queued."""
+        """The earliest time a queued request may become claimable, or None when none is waiting for a time
+        (nothing queued, or every host with work is at its in-flight limit until a request completes)."""
         ...
 
     def statistics(self) -> FrontierStatistics:

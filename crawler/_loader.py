@@ -17,6 +17,10 @@ from crawler._spider import Spider
 __all__ = ["find_spiders", "load_spider_class"]
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _spiders_in(module: ModuleType) -> list[type[Spider]]:
     return [
         obj
@@ -40,7 +44,7 @@ def _import_file(path: Path) -> ModuleType:
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise SpiderLoadError(
-            f"cannot load spider file {path}: {type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})"
+            f"cannot load spider file {path}: {type(exc).__name__}: {_one_line(exc)} (at {frame.filename}:{frame.lineno})"
         ) from None
     finally:
         sys.path.remove(str(path.parent))
@@ -53,7 +57,7 @@ def _import_module(name: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         raise SpiderLoadError(f"cannot import spider module {name!r}: {exc}") from None
     except Exception as exc:
-        raise SpiderLoadError(f"cannot import spider module {name!r}: {type(exc).__name__}: {exc}") from None
+        raise SpiderLoadError(f"cannot import spider module {name!r}: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
 def _pick(spiders: list[type[Spider]], where: str, wanted: str | None) -> type[Spider]:

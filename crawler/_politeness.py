@@ -55,10 +55,14 @@ class HostPolicy:
             return base
         return base * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
+    def on_claim(self, now: float) -> None:
+        """A request to this host was claimed at ``now`` and starts now.  The frontier calls it in ``claim``,
+        after counting the request in flight and before :meth:`next_interval`.  The base policy ignores it."""
+
     def observe(self, outcome: Outcome, now: float) -> None:
         """Feed the outcome of one request finished at ``now``.  The base policy ignores it."""
 
-    def snapshot(self) -> dict[str, float]:
+    def snapshot(self) -> dict[str, float | str]:
         """The policy's state as plain numbers, for stats and inspection."""
         return {"limit": self.limit, "delay": max(self.delay, self.crawl_delay), "pause_until": self.pause_until}
 

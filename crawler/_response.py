@@ -171,7 +171,7 @@ class Response:
         Scrapy-style selector API."""
         from selectolax.lexbor import LexborHTMLParser
 
-        return LexborHTMLParser(self.body)
+        return LexborHTMLParser(self.body if self.encoding == "utf-8" else self.text)
 
     @cached_property
     def title(self) -> str:

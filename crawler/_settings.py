@@ -9,6 +9,7 @@ when the key names one setting).  Each layer is checked on its own, so an error 
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,7 +23,16 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from crawler._exceptions import SettingsError
 
-__all__ = ["CrawlSettings", "LogSettings", "OutputSettings", "Settings", "load_settings"]
+__all__ = [
+    "AuthSettings",
+    "CrawlSettings",
+    "HostSettings",
+    "LogSettings",
+    "OutputSettings",
+    "RetrySettings",
+    "Settings",
+    "load_settings",
+]
 
 VERSION = "0.1.0"
 DEFAULT_USER_AGENT = f"crawler/{VERSION} (polite Python crawler; set crawl.user_agent to name yourself and a contact)"
@@ -77,6 +87,55 @@ class CrawlSettings:
 
 
 @attrs.frozen(kw_only=True)
+class RetrySettings:
+    """Retries (see :class:`crawler.RetryPolicy`).
+
+    - ``max_attempts``: attempts in all, the first included (1 disables retries).
+    - ``statuses``: HTTP statuses retried (RFC 9110 §15: 408, 425, 429, 500, 502, 503, 504 by default).
+    - ``backoff_base``, ``backoff_cap``: seconds; the wait before attempt n+1 is drawn uniformly from
+      [0, min(cap, base * 2**n)] ("full jitter"), and never shorter than Retry-After.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=_positive_int)
+    statuses: tuple[int, ...] = (408, 425, 429, 500, 502, 503, 504)
+    backoff_base: float = attrs.field(default=0.5, converter=_float, validator=_non_negative)
+    backoff_cap: float = attrs.field(default=60.0, converter=_float, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class HostSettings:
+    """A per-host override, matched by ``pattern`` (fnmatch on ``host`` or ``host:port``: ``"*.example.com"``):
+    ``per_host`` concurrency, ``delay`` seconds, ``rate`` as ``"REQUESTS/SECONDS"`` (``"10/60"``)."""
+
+    pattern: str
+    per_host: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    delay: float | None = attrs.field(default=None, converter=attrs.converters.optional(_float))
+    rate: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AuthSettings:
+    """Credentials, sent only to hosts matching ``hosts`` (fnmatch patterns; empty: the start URLs' hosts).
+
+    - ``kind``: ``none``, ``api_key``, ``bearer``, ``basic`` or ``oauth2`` (client credentials).
+    - ``secret``: ``env:NAME`` or ``file:PATH``: the API key, token, password or client secret.  A secret in clear
+      is refused.
+    - ``header`` / ``query_param``: where an API key goes (``X-API-Key`` header by default).
+    - ``username``: for ``basic``.  ``token_url``, ``client_id``, ``scope``: for ``oauth2``.
+    """
+
+    kind: Literal["none", "api_key", "bearer", "basic", "oauth2"] = "none"
+    secret: str | None = None
+    header: str = "X-API-Key"
+    query_param: str | None = None
+    username: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+    hosts: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
 class OutputSettings:
     """Where results go.
 
@@ -84,9 +143,12 @@ class OutputSettings:
       embedded default ``sqlite:///<spider name>.db``.
     - ``batch_size``: items per sink write.
     - ``stats_file``: path of the JSON stats written at the end (None: not written).
+    - ``errors``: sink URIs for error records (requests that gave up); by default the ``errors`` table of the
+      SQLite output when there is one.
     """
 
     uris: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
     batch_size: int = attrs.field(default=100, validator=_positive_int)
     stats_file: str | None = None
 
@@ -105,11 +167,15 @@ class LogSettings:
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """All settings, by group: ``crawl``, ``output``, ``log``."""
+    """All settings, by group: ``crawl``, ``retry``, ``auth``, ``output``, ``log``, and ``hosts`` (a list of
+    per-host overrides, ``[[hosts]]`` tables in TOML)."""
 
     crawl: CrawlSettings = attrs.field(factory=CrawlSettings)
+    retry: RetrySettings = attrs.field(factory=RetrySettings)
+    auth: AuthSettings = attrs.field(factory=AuthSettings)
     output: OutputSettings = attrs.field(factory=OutputSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
+    hosts: tuple[HostSettings, ...] = ()
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -137,11 +203,32 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
+def _one_or_many(value: Any, cls: Any) -> tuple[Any, ...]:
+    """A tuple setting given one value (``uris = "items.jsonl"``) means a tuple of that one value."""
+    (inner,) = {getattr(cls, "__args__", (Any,))[0]}
+    if isinstance(value, str | int | float) or not isinstance(value, list | tuple):
+        value = [value]
+    return tuple(_converter.structure(v, inner) for v in value)
+
+
+_converter.register_structure_hook_func(
+    lambda cls: getattr(cls, "__origin__", None) is tuple
+    and len(getattr(cls, "__args__", ())) == 2
+    and cls.__args__[1] is Ellipsis
+    and cls.__args__[0] in (str, int),
+    _one_or_many,
+)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(float, _strict_float)
 _converter.register_structure_hook(bool, _strict_bool)
 _converter.register_structure_hook(str, _strict_str)
-_GROUPS: dict[str, type[Any]] = {"crawl": CrawlSettings, "output": OutputSettings, "log": LogSettings}
+_GROUPS: dict[str, type[Any]] = {
+    "crawl": CrawlSettings,
+    "retry": RetrySettings,
+    "auth": AuthSettings,
+    "output": OutputSettings,
+    "log": LogSettings,
+}
 _KEYS: dict[str, str] = {}  # bare key -> "group.key", for keys that name one setting
 for _group, _cls in _GROUPS.items():
     for _field in attrs.fields(_cls):
@@ -163,6 +250,8 @@ def _describe(exc: BaseException, path: str = "") -> list[str]:
             lines.extend(_describe(sub, f"{path}.{name}" if path and name else (name or path)))
         return lines
     message = str(exc)
+    if isinstance(exc, KeyError):
+        return [f"{path or 'settings'}: required, missing"]
     if " not in literal " in message:  # cattrs' Literal error
         message = f"expected one of {message.split('Literal', 1)[1]}, got {message.split(' not in ', 1)[0]!r}"
     lines.append(f"{path or 'settings'}: {message}")
@@ -201,6 +290,9 @@ def _parse_value(text: str) -> Any:
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any, layer: str) -> None:
+    if dotted == "hosts":  # the top-level list of per-host overrides
+        tree["hosts"] = value
+        return
     if "." not in dotted:
         full = _KEYS.get(dotted)
         if not full:
@@ -212,11 +304,12 @@ def _set(tree: dict[str, Any], dotted: str, value: Any, layer: str) -> None:
 
 
 def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """Merge ``layer`` into ``base`` in place, recursively; ``layer`` is copied, never shared or changed."""
     for key, value in layer.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
-            base[key] = dict(value) if isinstance(value, Mapping) else value
+            base[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
 
 
 def read_config_file(directory: Path) -> tuple[str, dict[str, Any]] | None:

@@ -46,6 +46,10 @@ class Spider:
       checked like every other layer: an unknown key or a wrong type is a :class:`crawler.SettingsError`.
     - ``item_key``: the item field that identifies an item in sinks that support keys (upsert); by default an
       item's key is its request's fingerprint and its position in the callback's output.
+    - ``paginate``: pagination by callback name, ``{"parse": "link"}`` or ``{"parse": "cursor:stripe"}`` (see
+      :func:`crawler.paginator`); the engine then follows next pages with the same callback.  A request can
+      also carry its own in ``meta["paginate"]``.
+    - ``middleware``: extra :class:`crawler.Middleware` objects, after the auth of the settings.
 
     Callbacks take a :class:`crawler.Response` and may be ``async def`` or ``def``, generators or not; they yield or
     return :class:`crawler.Request` objects and items (dicts, attrs or dataclass instances), a list of them, one
@@ -57,6 +61,8 @@ class Spider:
     allowed_domains: ClassVar[Sequence[str]] = ()
     custom_settings: ClassVar[Mapping[str, Any]] = {}
     item_key: ClassVar[str | None] = None
+    paginate: ClassVar[Mapping[str, Any]] = {}
+    middleware: ClassVar[Sequence[Any]] = ()
 
     def __init__(self, **kwargs: Any) -> None:
         """Keyword arguments (``crawler crawl spider.py -a key=value``) become instance attributes."""

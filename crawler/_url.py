@@ -8,6 +8,7 @@ server) and query parameters are sorted (servers almost never depend on their or
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from functools import lru_cache
@@ -26,6 +27,10 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 # RFC 3986 §3.2.2 reg-name (lower-cased): what a host may hold once IDNA has made it ASCII.
 _REG_NAME = re.compile(r"[a-z0-9\-._~!$&'()*+,;=%]+")
+# RFC 3986 IP-literal (lower-cased) with an optional RFC 6874 zone and an optional port: "[::1]:8080"
+_IP_LITERAL = re.compile(
+    r"\[(?:[0-9a-f:.]+(?:%25[0-9a-z\-._~%]+)?|v[0-9a-f]+\.[0-9a-z\-._~!$&'()*+,;=:]+)\](?::[0-9]*)?"
+)
 
 #: File extensions (lower case, without the dot) that a page crawl skips before fetching: images, audio, video,
 #: office documents, archives, fonts, scripts and styles.  The same list as Scrapy's ``IGNORED_EXTENSIONS``
@@ -73,7 +78,10 @@ def _split(url: str) -> SplitResult:
 
 def _host(parts: SplitResult, url: str) -> str:
     host = parts.hostname or ""  # lower-cased by urlsplit
-    if parts.netloc.rpartition("@")[2].startswith("["):  # IP literal: urlsplit checked it and stripped the brackets
+    hostinfo = parts.netloc.rpartition("@")[2]
+    if hostinfo.startswith("["):  # IP literal, RFC 3986 §3.2.2 and RFC 6874; urlsplit stripped the brackets
+        if not _IP_LITERAL.fullmatch(hostinfo.lower()) or not _is_ip_literal(host):
+            raise InvalidURL(url, f"host {hostinfo!r} is not a valid IP literal")
         return f"[{host}]"
     if not host.isascii():
         try:
@@ -84,6 +92,16 @@ def _host(parts: SplitResult, url: str) -> str:
     if not _REG_NAME.fullmatch(host):
         raise InvalidURL(url, f"host {host!r} is empty or has characters a host name cannot have")
     return host
+
+
+def _is_ip_literal(host: str) -> bool:
+    if host.startswith("v"):  # IPvFuture: the regular expression said all there is to say
+        return True
+    try:
+        ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _netloc(parts: SplitResult, url: str, *, userinfo: bool = False) -> str:
@@ -141,7 +159,7 @@ def normalize_url(url: str) -> str:
     normalized and the fragment dropped.  The query keeps its order.
 
     This is the form a request is sent with.  Raises :class:`InvalidURL` when the URL has no ``http``/``https``
-    scheme, no host, or a malformed port.
+    scheme, no host, a host that is neither a domain name nor an IP literal, or a malformed port.
     """
     parts = _split(url)
     query = _requote(parts.query, _SAFE_QUERY + "=&+") if parts.query else ""

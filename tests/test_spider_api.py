@@ -7,6 +7,7 @@ import dataclasses
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,6 +16,7 @@ import pytest
 from crawler import (
     CloseSpider,
     ConnectError,
+    CrawlerError,
     CrawlSettings,
     Engine,
     Failure,
@@ -35,9 +37,18 @@ pytestmark = pytest.mark.anyio
 
 
 def settings(**crawl: Any) -> Settings:
-    """Settings for a test crawl: no robots.txt (its fetch would show up in request logs) unless asked."""
+    """Settings for a test crawl: no robots.txt (its fetch would show up in request logs) unless asked, and no
+    retries (a failure goes to the errback at once)."""
     crawl.setdefault("obey_robots", False)
-    return Settings(crawl=CrawlSettings(**crawl))
+    base = Settings(crawl=CrawlSettings(**crawl))
+    if hasattr(base, "retry"):
+        base = attrs.evolve(base, retry=attrs.evolve(base.retry, max_attempts=1))
+    return base
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(in_tmp: Path) -> None:
+    """Crawl in an empty directory: default outputs (the SQLite error table) land there."""
 
 
 def page(*links: str, title: str = "page") -> bytes:
@@ -416,6 +427,80 @@ async def test_close_spider_stops_the_crawl_with_its_reason(server_factory: Any)
     assert len(sink.items) == 3
 
 
+async def test_errback_can_yield_requests_and_items(server_factory: Any) -> None:
+    server = server_factory({"/mirror/page": page(title="mirror")})
+
+    class Fallback(Spider):
+        name = "fallback"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"title": response.title, "url": response.url}
+
+        async def errback(self, failure: Failure) -> AsyncIterator[Any]:
+            yield {"gave_up": failure.request.url}
+            yield Request(url=server.url("/mirror/page"))
+
+    sink = Collect()
+    await run(Fallback(start_urls=[server.url("/page")]), sink)
+
+    assert sink.items == [{"gave_up": server.url("/page")}, {"title": "mirror", "url": server.url("/mirror/page")}]
+
+
+async def test_unknown_callback_name_is_an_error_not_a_crash(server_factory: Any) -> None:
+    """A typo in a callback name fails that request (counted, logged); the rest of the crawl goes on."""
+    server = server_factory({"/index": page(), "/typo": page(), "/fine": page(title="fine")})
+
+    class Typo(Spider):
+        name = "typo"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            if response.url.endswith("/index"):
+                yield response.follow("/typo", callback="parse_itme")
+                yield response.follow("/fine", callback="parse_item")
+
+        async def parse_item(self, response: Response) -> AsyncIterator[Any]:
+            yield {"title": response.title}
+
+    sink = Collect()
+    stats = await run(Typo(start_urls=[server.url("/index")]), sink, concurrency=1)
+
+    assert sink.items == [{"title": "fine"}]
+    assert stats.counts["errors"] == 1
+    assert stats.reason == "finished"
+
+
+async def test_too_many_redirects_fail_the_request(server_factory: Any) -> None:
+    server = server_factory(
+        {"/r0": redirect(302, "/r1"), "/r1": redirect(302, "/r2"), "/r2": redirect(302, "/end"), "/end": page()}
+    )
+    failures: list[Failure] = []
+
+    class Limited(Spider):
+        name = "limited"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield {"url": response.url}
+
+        async def errback(self, failure: Failure) -> None:
+            failures.append(failure)
+
+    sink = Collect()
+    stats = await run(Limited(start_urls=[server.url("/r0")]), sink, max_redirects=2)
+
+    assert sorted(fetched_paths(server)) == ["/r0", "/r1", "/r2"]  # two redirects followed, the third refused
+    assert sink.items == []
+    assert len(failures) == 1
+    assert isinstance(failures[0].exception, CrawlerError)
+    assert "2 redirects" in str(failures[0].exception)
+    assert failures[0].request.url == server.url("/r2")
+    assert stats.counts["redirects"] == 2
+
+    server.reset()
+    sink = Collect()
+    await run(Limited(start_urls=[server.url("/r0")]), sink, max_redirects=3)
+    assert sink.items == [{"url": server.url("/end")}]
+
+
 # -- items -----------------------------------------------------------------------------------------------------
 
 
@@ -435,6 +520,24 @@ async def test_attrs_and_dataclass_items_become_dicts(server_factory: Any) -> No
     assert sink.items == [{"title": "Dune", "tags": ["sf", "classic"]}, {"name": "Herbert", "born": 1920}]
     assert all(type(item) is dict for item in sink.items)
     assert sink.urls == [server.url("/"), server.url("/")]
+
+
+async def test_values_that_are_not_items_are_counted_and_skipped(server_factory: Any) -> None:
+    server = server_factory({"/": page()})
+
+    class Sloppy(Spider):
+        name = "sloppy"
+
+        async def parse(self, response: Response) -> AsyncIterator[Any]:
+            yield "a string"
+            yield 42
+            yield {"ok": True}
+
+    sink = Collect()
+    stats = await run(Sloppy(start_urls=[server.url("/")]), sink)
+
+    assert sink.items == [{"ok": True}]
+    assert stats.errors["bad_item"] == 2
 
 
 async def test_item_key_names_the_record_key(server_factory: Any) -> None:

@@ -297,6 +297,8 @@ def test_stop_closes_kept_alive_connections_and_is_idempotent(client: httpx.Clie
         client.get(server.url("/"))
     with pytest.raises(RuntimeError):
         _ = LocalServer({}).port
+    with pytest.raises(ValueError, match=r"127\.0\.0\.2"):
+        LocalServer(generate_site(pages=2), host="127.0.0.2").start()
 
 
 def test_serves_a_directory(tmp_path: Path, client: httpx.Client) -> None:
@@ -358,11 +360,6 @@ def test_a_graph_search_over_the_served_site_matches_reachable_urls(client: http
         hits = servers.stats().hits_by_url()
     assert seen == site.reachable_urls(start)
     assert hits == dict.fromkeys(seen, 1)
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.mark.anyio

@@ -85,6 +85,9 @@ UNRESERVED = string.ascii_letters + string.digits + "-._~"
         ("http://[::1]:80/", "http://[::1]/"),
         ("http://[::1]:8080/x", "http://[::1]:8080/x"),
         ("https://[2001:DB8::A]:443/", "https://[2001:db8::a]/"),
+        ("http://[::FFFF:1.2.3.4]:8080/", "http://[::ffff:1.2.3.4]:8080/"),
+        ("http://[fe80::1%25en0]/", "http://[fe80::1%25en0]/"),
+        ("http://[v1.x]/", "http://[v1.x]/"),
         # userinfo is part of the URL: kept, escapes normalized
         ("http://User:P%40ss@Example.com/", "http://User:P%40ss@example.com/"),
         # trailing slash kept as given; empty path becomes "/"
@@ -147,6 +150,11 @@ def test_canonicalize_url_different_query_spellings_of_one_url() -> None:
         "http://" + "a" * 64 + "\u00fc.com/",
         "http://example.com/\ud800",
         "http://[::1]:99999/",
+        "http://[::1]x/",
+        "http://[1.2.3.4]/",
+        "http://[:::::]/",
+        "http://[v1/",
+        "http://a[::1]@[c$/",  # urlsplit checks the first bracketed text, here in the userinfo, not the host
     ],
 )
 def test_invalid_urls_raise_invalid_url_naming_the_url(url: str) -> None:
@@ -287,8 +295,18 @@ def urls(draw: st.DrawFn) -> str:
     return f"{scheme}://{userinfo}{host}{port}{draw(paths)}{qs}{fragment}"
 
 
+_urlish = st.lists(
+    st.sampled_from(
+        [
+            *"aZ09.-_~%/?#[]:@!$&'()*+,;= \t\\<>\"éü\u3002\u00ad",
+            *["%2e", "%2F", "%7e", "%ff", "%%", "..", "[::1]", ":80", "xn--"],
+        ]
+    ),
+    max_size=14,
+).map("".join)
 arbitrary_text = st.one_of(
     st.text(),
+    st.builds(lambda prefix, rest: prefix + rest, st.sampled_from(["http://", "HTTPS://", "http://ü"]), _urlish),
     st.builds(lambda prefix, rest: prefix + rest, st.sampled_from(["http://", "https://", "HTTP://["]), st.text()),
     st.builds(
         lambda host, rest: f"http://{host}{rest}", hosts, st.text(st.characters(codec="utf-8"), max_size=20)
@@ -444,6 +462,7 @@ def test_fingerprint_equal_exactly_when_canonical_urls_equal(a: str, b: str) -> 
 @example("http://example.com/\ud800")
 @example("http://./")
 @example("http://\u00fc\u3002/")
+@example("http://a[::1]@[c$/")
 def test_arbitrary_text_raises_only_invalid_url(text: str) -> None:
     for function in (canonicalize_url, normalize_url, host_key):
         try:
@@ -457,6 +476,8 @@ def test_arbitrary_text_raises_only_invalid_url(text: str) -> None:
 
 @settings(max_examples=300)
 @given(arbitrary_text)
+@example("http://a[::1]@[c$/")
+@example("HTTP://.")
 def test_whatever_canonicalizes_is_idempotent(text: str) -> None:
     try:
         canonical = canonicalize_url(text)

@@ -28,7 +28,7 @@ class CsvSink:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.path = uri.removeprefix("csv://")
+        self.path = uri.removeprefix("csv://").removeprefix("file://")
         self._fields: list[str] = []
         self._rows = 0
 

@@ -36,7 +36,8 @@ class SqliteSink:
             self.path = parts.path[1:] if parts.path.startswith("/") else parts.path
             table = parse_qs(parts.query).get("table", ["items"])[0]
         else:
-            self.path, table = uri, "items"
+            path, _, query = uri.partition("?")
+            self.path, table = path, parse_qs(query).get("table", ["items"])[0]
         if not _IDENT.match(table):
             raise SinkError(f"invalid table name {table!r} in output {uri!r}")
         if not self.path:

@@ -240,7 +240,10 @@ class LocalServer:
     # -- life cycle ------------------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Bind, listen and serve from a daemon thread; returns self.  Idempotent.  Raises OSError on bind."""
+        """Bind, listen and serve from a daemon thread; returns self.  Idempotent.
+
+        Raises OSError when the address cannot be bound, ValueError when a Site has no pages for :attr:`host`.
+        """
         if self._httpd is not None:
             return self
         httpd = _HTTPServer((self.host, self._port), _Handler)
@@ -331,6 +334,11 @@ class LocalServer:
     def _bind_content(self) -> None:
         content = self._content
         if isinstance(content, Site):
+            if self.host not in {split_authority(h)[0] for h in content.hosts}:
+                raise ValueError(
+                    f"the site has no host {self.host!r} (its hosts: {list(content.hosts)}); "
+                    f"generate it with hosts=(..., {self.host!r})"
+                )
             site = content if self.authority in content.pages else content.with_port(self.port)
             self._site = site
             self._routes = site.routes(self.host)
