@@ -3,6 +3,8 @@
 The public API is re-exported here; everything else lives in private modules.
 """
 
+from crawler._adaptive import AdaptiveHostPolicy, AdaptivePoliteness, HostOverride, parse_rate
+from crawler._auth import ApiKeyAuth, AuthError, BasicAuth, BearerAuth, OAuth2ClientCredentials, Secret
 from crawler._engine import Engine, crawl
 from crawler._exceptions import (
     BodyTooLarge,
@@ -22,12 +24,35 @@ from crawler._exceptions import (
 )
 from crawler._frontier import Frontier, FrontierStatistics, MemoryFrontier
 from crawler._generic import SiteSpider
+from crawler._harvest import ApiSpider
 from crawler._items import ItemRecord
+from crawler._link_header import Link, find_link, parse_link_header
+from crawler._middleware import Middleware
+from crawler._pagination import (
+    JsonCursorPaginator,
+    LinkHeaderPaginator,
+    OffsetPaginator,
+    PagePaginator,
+    Paginator,
+    from_spec,
+)
 from crawler._politeness import HostPolicy, Outcome, Politeness
+from crawler._ratelimit_headers import RateLimitInfo, parse_rate_limit
 from crawler._request import Request, fingerprint
 from crawler._response import Response
+from crawler._retry import RetryPolicy
+from crawler._retry_after import parse_retry_after
 from crawler._settings import VERSION as __version__
-from crawler._settings import CrawlSettings, LogSettings, OutputSettings, Settings, load_settings
+from crawler._settings import (
+    AuthSettings,
+    CrawlSettings,
+    HostSettings,
+    LogSettings,
+    OutputSettings,
+    RetrySettings,
+    Settings,
+    load_settings,
+)
 from crawler._spider import Failure, Spider
 from crawler._stats import Stats
 from crawler._transport import HandlerTransport, HttpxTransport, Transport, TransportOptions
@@ -36,6 +61,14 @@ from crawler.sinks import Sink, open_sink
 
 __all__ = [
     "ASSET_EXTENSIONS",
+    "AdaptiveHostPolicy",
+    "AdaptivePoliteness",
+    "ApiKeyAuth",
+    "ApiSpider",
+    "AuthError",
+    "AuthSettings",
+    "BasicAuth",
+    "BearerAuth",
     "BodyTooLarge",
     "CloseSpider",
     "ConnectError",
@@ -48,20 +81,34 @@ __all__ = [
     "Frontier",
     "FrontierStatistics",
     "HandlerTransport",
+    "HostOverride",
     "HostPolicy",
+    "HostSettings",
     "HttpxTransport",
     "IgnoreRequest",
     "InvalidURL",
     "ItemRecord",
+    "JsonCursorPaginator",
+    "Link",
+    "LinkHeaderPaginator",
     "LogSettings",
     "MemoryFrontier",
+    "Middleware",
+    "OAuth2ClientCredentials",
+    "OffsetPaginator",
     "Outcome",
     "OutputSettings",
+    "PagePaginator",
+    "Paginator",
     "Politeness",
+    "RateLimitInfo",
     "RemoteProtocolError",
     "Request",
     "Response",
     "ResponseError",
+    "RetryPolicy",
+    "RetrySettings",
+    "Secret",
     "Settings",
     "SettingsError",
     "Sink",
@@ -76,10 +123,16 @@ __all__ = [
     "__version__",
     "canonicalize_url",
     "crawl",
+    "find_link",
     "fingerprint",
+    "from_spec",
     "host_key",
     "is_asset_url",
     "load_settings",
     "normalize_url",
     "open_sink",
+    "parse_link_header",
+    "parse_rate",
+    "parse_rate_limit",
+    "parse_retry_after",
 ]

@@ -118,16 +118,31 @@ def cli() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level. [info]")
 @click.option("--stats-file", type=click.Path(dir_okay=False), help="Write the final stats as JSON to this file.")
 @click.option("--no-progress", is_flag=True, default=None, help="No live display on a terminal.")
-@click.option("--items", "items_path", metavar="PATH",
-              help="Harvest an API: one item per JSON record at this JMESPath (data, results, @ for a list).")
-@click.option("--paginate", metavar="SPEC",
-              help="Follow pagination: link, cursor:stripe|slack|relay|x|jsonapi|hal|odata, cursor:PATH->PARAM, "
-              "next:PATH, offset:PARAM, page:PARAM.")
-@click.option("--errors", "error_outputs", multiple=True, metavar="URI",
-              help="Where error records go (requests that gave up), repeatable. Default: the errors table of the "
-              "SQLite output.")
-@click.option("--auth", "auth_kind", type=click.Choice(["api_key", "bearer", "basic", "oauth2"]),
-              help="Send credentials (only to the start URLs' hosts unless auth.hosts says otherwise).")
+@click.option(
+    "--items",
+    "items_path",
+    metavar="PATH",
+    help="Harvest an API: one item per JSON record at this JMESPath (data, results, @ for a list).",
+)
+@click.option(
+    "--paginate",
+    metavar="SPEC",
+    help="Follow pagination: link, cursor:stripe|slack|relay|x|jsonapi|hal|odata, cursor:PATH->PARAM, "
+    "next:PATH, offset:PARAM, page:PARAM.",
+)
+@click.option(
+    "--errors",
+    "error_outputs",
+    multiple=True,
+    metavar="URI",
+    help="Where error records go (requests that gave up), repeatable. Default: the errors table of the SQLite output.",
+)
+@click.option(
+    "--auth",
+    "auth_kind",
+    type=click.Choice(["api_key", "bearer", "basic", "oauth2"]),
+    help="Send credentials (only to the start URLs' hosts unless auth.hosts says otherwise).",
+)
 @click.option("--secret", metavar="env:NAME|file:PATH", help="Where the key, token, password or client secret is.")
 @click.option("--retries", type=int, metavar="N", help="Attempts per request in all, the first included. [4]")
 def crawl(

@@ -101,8 +101,9 @@ class Engine:
             per_host=crawl.per_host,
             delay=crawl.delay,
             jitter=crawl.jitter,
-            overrides=[HostOverride(pattern=h.pattern, per_host=h.per_host, delay=h.delay, rate=h.rate)
-                       for h in settings.hosts],
+            overrides=[
+                HostOverride(pattern=h.pattern, per_host=h.per_host, delay=h.delay, rate=h.rate) for h in settings.hosts
+            ],
         )
         self.frontier: Frontier = frontier or MemoryFrontier(self.politeness)
         self.transport: Transport = transport or HttpxTransport(
@@ -309,7 +310,9 @@ class Engine:
             return None
         response.request = request  # callbacks see the spider's request, never the credentials
         now = self.clock()
-        self.politeness.observe(host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now)
+        self.politeness.observe(
+            host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now
+        )
         await self.frontier.complete(request, now)
         self.stats.response(response.status, len(response.body), host)
         for middleware in reversed(self.middleware):
@@ -449,7 +452,9 @@ class Engine:
             self.log.warning("pagination loop: next page already seen, chain stopped", next=redact(following.url))
 
     # -- outputs ---------------------------------------------------------------------------------------------
-    async def _handle_output(self, value: Any, parent: Request | None, index: int, response: Response | None = None) -> int:
+    async def _handle_output(
+        self, value: Any, parent: Request | None, index: int, response: Response | None = None
+    ) -> int:
         if isinstance(value, Request):
             if parent is not None and value.depth <= parent.depth:
                 value = value.replace(depth=parent.depth + 1)

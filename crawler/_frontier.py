@@ -171,6 +171,7 @@ class MemoryFrontier:
             queue.in_flight += 1
             self._in_flight += 1
             self._queued -= 1
+            policy.on_claim(now)
             queue.next_at = now + policy.next_interval(self._rng)
             self._schedule(queue)
             return request

@@ -44,7 +44,8 @@ def _import_file(path: Path) -> ModuleType:
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise SpiderLoadError(
-            f"cannot load spider file {path}: {type(exc).__name__}: {_one_line(exc)} (at {frame.filename}:{frame.lineno})"
+            f"cannot load spider file {path}: {type(exc).__name__}: {_one_line(exc)} "
+            f"(at {frame.filename}:{frame.lineno})"
         ) from None
     finally:
         sys.path.remove(str(path.parent))

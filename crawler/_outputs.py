@@ -112,7 +112,9 @@ class Outputs:
                     break
                 except SinkError as exc:
                     if attempt == SINK_ATTEMPTS - 1:
-                        self._log.error("sink failed for good; its batch goes to this log", sink=sink.uri, error=str(exc))
+                        self._log.error(
+                            "sink failed for good; its batch goes to this log", sink=sink.uri, error=str(exc)
+                        )
                         for record in batch:
                             self._log.error("unwritten record", sink=sink.uri, key=record.key, item=record.item)
                         self._on_failure("sink failed")
@@ -131,5 +133,3 @@ def default_error_uris(item_uris: Sequence[str]) -> tuple[str, ...]:
         elif uri.endswith((".db", ".sqlite", ".sqlite3")):
             out.append(f"sqlite:///{uri}?table=errors")
     return tuple(out)
-
-

@@ -63,7 +63,7 @@ class HostPolicy:
         """Feed the outcome of one request finished at ``now``.  The base policy ignores it."""
 
     def snapshot(self) -> dict[str, float | str]:
-        """The policy's state as plain numbers, for stats and inspection."""
+        """The policy's state as plain values (numbers, and strings such as a circuit state), for stats."""
         return {"limit": self.limit, "delay": max(self.delay, self.crawl_delay), "pause_until": self.pause_until}
 
 

@@ -110,7 +110,14 @@ class HostSettings:
     pattern: str
     per_host: int | None = attrs.field(default=None, validator=_optional_positive_int)
     delay: float | None = attrs.field(default=None, converter=attrs.converters.optional(_float))
-    rate: str | None = None
+    rate: str | None = attrs.field(default=None)
+
+    @rate.validator
+    def _check_rate(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None:
+            from crawler._adaptive import parse_rate
+
+            parse_rate(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -212,10 +219,12 @@ def _one_or_many(value: Any, cls: Any) -> tuple[Any, ...]:
 
 
 _converter.register_structure_hook_func(
-    lambda cls: getattr(cls, "__origin__", None) is tuple
-    and len(getattr(cls, "__args__", ())) == 2
-    and cls.__args__[1] is Ellipsis
-    and cls.__args__[0] in (str, int),
+    lambda cls: (
+        getattr(cls, "__origin__", None) is tuple
+        and len(getattr(cls, "__args__", ())) == 2
+        and cls.__args__[1] is Ellipsis
+        and cls.__args__[0] in (str, int)
+    ),
     _one_or_many,
 )
 _converter.register_structure_hook(int, _strict_int)

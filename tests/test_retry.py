@@ -132,7 +132,7 @@ def test_the_rng_makes_decisions_reproducible() -> None:
 
 
 def test_custom_sets_and_bad_values() -> None:
-    policy = RetryPolicy(statuses={418}, errors=["Boom"])  # type: ignore[arg-type]
+    policy = RetryPolicy(statuses={418}, errors=["Boom"])
     assert policy.statuses == frozenset({418}) and policy.errors == frozenset({"Boom"})
     assert decide(policy, status=418) is not None and decide(policy, status=503) is None
     assert decide(policy, error="Boom") is not None
