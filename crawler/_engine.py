@@ -308,6 +308,11 @@ class Engine:
             await self.frontier.complete(request, now)
             await self._retry_or_fail(request, exc, None)
             return None
+        except Exception as exc:  # a middleware's own bug: this request fails, the crawl goes on
+            await self.frontier.complete(request, self.clock())
+            self.log.error("middleware failed", error=f"{type(exc).__name__}: {exc}")
+            await self._give_up(request, exc, None)
+            return None
         response.request = request  # callbacks see the spider's request, never the credentials
         now = self.clock()
         self.politeness.observe(
