@@ -277,16 +277,30 @@ class AdaptiveHostPolicy(HostPolicy):
                 self._starts.popleft()
 
     def _earliest(self, since: float) -> float:
-        """The earliest time the next request may start by the quotas, the last start being at ``since``."""
+        """The earliest time the next request may start by the quotas, the last start being at ``since``.
+
+        A declared quota (q per w seconds) spaces starts w/q apart and never lets more than q start in any w
+        seconds, by the log of this host's own starts.  The ``r`` requests left until the reset ``t`` are spread
+        over the time left when no quota is declared, or when ``r`` is lower than this client's own starts explain
+        (another client shares the quota).  When the quota is spent (``r`` = 0) the host waits for the reset; with
+        a declared quota whose spending the log explains, one second earlier, because servers round ``t`` up to
+        whole seconds and the log already holds the next start back."""
         earliest = since
         starts = self._starts
-        for quota, window in self.quotas():
+        quotas = self.quotas()
+        for quota, window in quotas:
             earliest = max(earliest, since + window / quota)
             if len(starts) >= quota:
                 earliest = max(earliest, starts[-quota] + window)
         if self._remaining is not None and self._reset_at is not None and self._reset_at > since:
             left = 1 + self._remaining - self._claims_since  # the last start and the quota left after it
-            earliest = max(earliest, self._reset_at if left < 1 else since + (self._reset_at - since) / left)
+            shared = not quotas or any(
+                self._remaining < quota - sum(1 for s in starts if s > since - window) for quota, window in quotas
+            )
+            if left < 1:
+                earliest = max(earliest, self._reset_at - (0.0 if shared else _RESET_ROUNDING))
+            elif shared:
+                earliest = max(earliest, since + (self._reset_at - since) / left)
         return earliest
 
     # -- circuit breaker ---------------------------------------------------------------------------------------

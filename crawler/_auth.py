@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -134,7 +135,8 @@ class BasicAuth(_HostScoped):
 class OAuth2ClientCredentials(_HostScoped):
     """OAuth 2 client credentials grant (RFC 6749 §4.4): fetch an access token from ``token_url`` with
     ``client_id`` and the ``secret`` client secret (HTTP Basic, §2.3.1), send it as a Bearer token, refresh it
-    ``refresh_margin`` seconds before ``expires_in`` runs out, and on a 401 refresh it and retry the request once.
+    ``refresh_margin`` seconds (at most half the token's life) before ``expires_in`` runs out, and on a 401
+    refresh it and retry the request (once per token that failed).
 
     One refresh serves all concurrent workers: a lock makes the others wait for it, and a 401 for a token that was
     already replaced does not refresh again.  ``clock`` gives seconds since the epoch.
@@ -188,7 +190,7 @@ class OAuth2ClientCredentials(_HostScoped):
                     f"token endpoint {self.token_url} answered HTTP {response.status} without an access_token"
                 ) from None
             self._token = token
-            self._expires_at = self.clock() + expires_in - self.refresh_margin
+            self._expires_at = self.clock() + expires_in - min(self.refresh_margin, expires_in / 2)
             self.refreshes += 1
             return token
 
@@ -201,8 +203,14 @@ class OAuth2ClientCredentials(_HostScoped):
         return request.replace(headers={**request.headers, "Authorization": f"Bearer {token}"})
 
     async def process_response(self, request: Request, response: Response) -> Response | Request:
-        if response.status != 401 or not self.applies(request) or request.meta.get("_auth_retried"):
+        """On a 401, refresh the token and queue the request again, unless the token that failed is already a
+        refreshed one that failed for this request before (then the 401 stands).  Only a digest of the failed
+        token is kept in the request's meta, never the token."""
+        if response.status != 401 or not self.applies(request):
             return response
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        failed = hashlib.sha256(sent.encode()).hexdigest()[:16]
+        if response.request.meta.get("_auth_failed") == failed:
+            return response
         await self._refresh(sent or None)
-        return response.request.replace(meta={**response.request.meta, "_auth_retried": True}, dont_filter=True)
+        return response.request.replace(meta={**response.request.meta, "_auth_failed": failed}, dont_filter=True)

@@ -303,6 +303,10 @@ class Engine:
                 sent = await middleware.process_request(sent)
             response = await self.transport.fetch(sent)
         except (TransportError, InvalidURL, AuthError) as exc:
+            if sent.url != request.url:  # never let a credential added to the URL reach a log or a record
+                exc.args = tuple(str(a).replace(sent.url, request.url) for a in exc.args)
+                if isinstance(exc, TransportError):
+                    exc.url = request.url
             now = self.clock()
             self.politeness.observe(host, Outcome(error=type(exc).__name__, latency=now - started), now)
             await self.frontier.complete(request, now)
@@ -313,7 +317,8 @@ class Engine:
             self.log.error("middleware failed", error=f"{type(exc).__name__}: {exc}")
             await self._give_up(request, exc, None)
             return None
-        response.request = request  # callbacks see the spider's request, never the credentials
+        response.request = request  # callbacks see the spider's request and URL, never the credentials
+        response.url = request.url
         now = self.clock()
         self.politeness.observe(
             host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now

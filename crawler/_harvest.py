@@ -20,7 +20,7 @@ __all__ = ["ApiSpider"]
 class ApiSpider(Spider):
     """Fetches ``start_urls`` and writes one item per JSON record found at ``items`` (a JMESPath expression,
     https://jmespath.org: ``data``, ``results[]``, ``data.repository.issues.nodes``; ``@`` for a top-level list),
-    following ``paginate`` (see :func:`crawler.paginator`) with the same callback.
+    following ``paginate`` (see :func:`crawler.from_spec`) with the same callback.
 
     A response that is not JSON, or where the path finds no list, is logged and counted (``no_records``); a record
     that is not an object is wrapped as ``{"value": record}``.  Raises :class:`crawler.SettingsError` for a

@@ -14,7 +14,7 @@ __all__ = ["configure_logging", "get_logger", "redact"]
 
 _SECRET_KEYS = re.compile(r"(authorization|cookie|api[_-]?key|token|secret|password|passwd)", re.IGNORECASE)
 _SECRET_QUERY = re.compile(
-    r"([?&](?:api[_-]?key|access[_-]?token|token|key|secret|password|sig|signature|client_secret)=)[^&#\s]+",
+    r"([?&;][^=&#\s]*(?:key|token|secret|password|passwd|sig|signature|auth|session|credential)[^=&#\s]*=)[^&#\s]+",
     re.IGNORECASE,
 )
 _USERINFO = re.compile(r"(://[^/@\s:]+:)[^/@\s]+@")

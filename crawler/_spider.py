@@ -47,7 +47,7 @@ class Spider:
     - ``item_key``: the item field that identifies an item in sinks that support keys (upsert); by default an
       item's key is its request's fingerprint and its position in the callback's output.
     - ``paginate``: pagination by callback name, ``{"parse": "link"}`` or ``{"parse": "cursor:stripe"}`` (see
-      :func:`crawler.paginator`); the engine then follows next pages with the same callback.  A request can
+      :func:`crawler.from_spec`); the engine then follows next pages with the same callback.  A request can
       also carry its own in ``meta["paginate"]``.
     - ``middleware``: extra :class:`crawler.Middleware` objects, after the auth of the settings.
 

@@ -25,7 +25,9 @@ class JsonLinesSink:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.path = None if uri == "-" or uri.startswith("stdout:") else uri.removeprefix("jsonl://").removeprefix("file://")
+        self.path = (
+            None if uri == "-" or uri.startswith("stdout:") else uri.removeprefix("jsonl://").removeprefix("file://")
+        )
         self._file: IO[str] | None = None
 
     async def open(self) -> None:

@@ -10,6 +10,16 @@ Typical use in a test::
         assert servers.stats().hits_by_url() == dict.fromkeys(expected, 1)
 """
 
+from crawler.testing._api import (
+    ApiAuth,
+    ApiServer,
+    ApiStatistics,
+    IssuedToken,
+    PaginationStyle,
+    RateLimit,
+    RateLimitDialect,
+    RateWindow,
+)
 from crawler.testing._server import (
     Headers,
     LocalServer,
@@ -25,9 +35,17 @@ from crawler.testing._server import (
 from crawler.testing._site import Page, Site, SiteSpec, generate_site, resolve_href, split_authority
 
 __all__ = [
+    "ApiAuth",
+    "ApiServer",
+    "ApiStatistics",
     "Headers",
+    "IssuedToken",
     "LocalServer",
     "Page",
+    "PaginationStyle",
+    "RateLimit",
+    "RateLimitDialect",
+    "RateWindow",
     "Reply",
     "RequestCounter",
     "RequestInfo",
