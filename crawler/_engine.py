@@ -341,7 +341,11 @@ class Engine:
         except RobotsUnavailable as exc:
             await self._give_up(request, exc, None)
             return False
-        self.politeness.get(request.host).crawl_delay = self.robots.crawl_delay(request.host)
+        delay = self.robots.crawl_delay(request.host)
+        policy = self.politeness.get(request.host)
+        if delay != policy.crawl_delay:  # first seen: the request about to start counts for the delay too
+            policy.crawl_delay = delay
+            policy.pause_until = max(policy.pause_until, self.clock() + delay)
         if not allowed:
             self.stats.inc("robots_disallowed")
             self.log.debug("disallowed by robots.txt")
