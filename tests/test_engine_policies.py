@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from crawler import Engine, Request, Response, Spider, load_settings
-from crawler.testing import LocalServer, RequestInfo, Reply, generate_site, serve_many
+from crawler.testing import LocalServer, Reply, RequestInfo, generate_site, serve_many
 
 pytestmark = pytest.mark.anyio
 
