@@ -3,6 +3,7 @@ table, the pagination loop guard."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -43,7 +44,7 @@ async def test_robots_crawl_delay_spaces_the_requests_to_a_host(in_tmp: Path) ->
     assert engine.politeness.get(f"127.0.0.1:{servers.port}").crawl_delay == pytest.approx(0.2)
     starts = sorted(r.started for r in log)
     assert len(starts) == 6
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.2 * 0.95  # a lower bound: never closer than the delay the site asked for
 
 
