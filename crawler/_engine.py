@@ -33,7 +33,7 @@ from crawler._frontier import Frontier, MemoryFrontier
 from crawler._items import ItemRecord, to_plain
 from crawler._log import get_logger, redact
 from crawler._middleware import Middleware
-from crawler._outputs import Outputs, default_error_uris
+from crawler._outputs import Outputs, default_error_sinks
 from crawler._pagination import Paginator, from_spec
 from crawler._politeness import Outcome, Politeness
 from crawler._request import Request
@@ -74,7 +74,8 @@ class Engine:
     ``transport``, ``frontier``, ``politeness``, ``middleware``, ``sinks`` and ``error_sinks`` replace the defaults
     built from ``settings`` (the httpx transport, the in-memory frontier, the adaptive per-host politeness, the
     auth middleware of ``settings.auth`` plus the spider's ``middleware``, and the sinks of
-    ``settings.output``).  ``clock`` gives seconds since the epoch (``time.time``; tests inject one) and ``rng``
+    ``settings.output``; error records go to ``settings.output.errors``, else to the ``errors`` table of each
+    SQLite item sink).  ``clock`` gives seconds since the epoch (``time.time``; tests inject one) and ``rng``
     draws the retry jitter.
     """
 
@@ -125,12 +126,15 @@ class Engine:
             backoff_cap=settings.retry.backoff_cap,
         )
         uris = settings.output.uris or (f"sqlite:///{spider.name}.db",)
-        error_uris = settings.output.errors or default_error_uris(uris)
+        item_sinks = list(sinks) if sinks is not None else [open_sink(uri) for uri in uris]
+        if error_sinks is None:
+            errors = settings.output.errors
+            error_sinks = [open_sink(uri) for uri in errors] if errors else default_error_sinks(item_sinks)
         self.stats = Stats()
         self.log = get_logger(spider=spider.name)
         self.outputs = Outputs(
-            list(sinks) if sinks is not None else [open_sink(uri) for uri in uris],
-            list(error_sinks) if error_sinks is not None else [open_sink(uri) for uri in error_uris],
+            item_sinks,
+            list(error_sinks),
             batch_size=settings.output.batch_size,
             log=self.log,
             on_failure=lambda reason: self.stop(reason, deadline=self.settings.crawl.shutdown_timeout),
@@ -278,7 +282,7 @@ class Engine:
 
     # -- one request -----------------------------------------------------------------------------------------
     async def _process(self, request: Request) -> None:
-        structlog.contextvars.bind_contextvars(url=redact(request.url))
+        structlog.contextvars.bind_contextvars(url=request.url)  # redacted by the log processor, if logged
         completed = False
         try:
             if self.robots is not None and not await self._robots_allow(request):
@@ -463,7 +467,7 @@ class Engine:
             self._notify()
         else:  # the next page is one we already have: a cursor seen twice
             self.stats.inc("pagination_loops")
-            self.log.warning("pagination loop: next page already seen, chain stopped", next=redact(following.url))
+            self.log.warning("pagination loop: next page already seen, chain stopped", next=following.url)
 
     # -- outputs ---------------------------------------------------------------------------------------------
     async def _handle_output(
@@ -541,7 +545,7 @@ class Engine:
         failure = Failure(request=request, exception=exc, response=response)
         kind = type(exc).__name__ if exc is not None else f"http_{response.status if response else '?'}"
         self.stats.error(kind)
-        self.log.warning("request failed", reason=redact(failure.reason), attempts=request.attempt + 1)
+        self.log.warning("request failed", reason=failure.reason, attempts=request.attempt + 1)
         await self.outputs.error(self._error_record(request, exc, response))
         errback = self._method(request.errback or "errback")
         if errback is None:

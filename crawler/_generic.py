@@ -32,8 +32,7 @@ class SiteSpider(Spider):
     def __init__(self, start_urls: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.start_urls = list(start_urls)  # type: ignore[misc]
-        self.hosts = {host_key(url) for url in start_urls}
-        self.allowed_domains = sorted(self.hosts)  # type: ignore[misc]
+        self.allowed_domains = sorted({host_key(url) for url in start_urls})  # type: ignore[misc]
 
     async def start(self) -> AsyncIterator[Request | Any]:
         for url in self.start_urls:

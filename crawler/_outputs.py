@@ -16,9 +16,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from crawler._exceptions import SinkError
 from crawler._items import ItemRecord
-from crawler.sinks import Sink
+from crawler.sinks import Sink, SqliteSink
 
-__all__ = ["Outputs", "default_error_uris"]
+__all__ = ["Outputs", "default_error_sinks"]
 
 SINK_ATTEMPTS = 5
 SINK_BACKOFF = 0.5  # seconds, doubled after each failed attempt
@@ -28,7 +28,6 @@ class _Channel:
     def __init__(self, sinks: Sequence[Sink], size: int) -> None:
         self.sinks = list(sinks)
         self.send, self.receive = anyio.create_memory_object_stream[ItemRecord](size)
-        self.written = 0
 
 
 class Outputs:
@@ -88,10 +87,6 @@ class Outputs:
             except SinkError as exc:
                 self._log.error("sink close failed", sink=sink.uri, error=str(exc))
 
-    @property
-    def items_written(self) -> int:
-        return self._items.written
-
     async def _write(self, channel: _Channel) -> None:
         receive: MemoryObjectReceiveStream[ItemRecord] = channel.receive
         async with receive:
@@ -121,15 +116,8 @@ class Outputs:
                         return
                     self._log.warning("sink write failed, retrying", sink=sink.uri, error=str(exc), attempt=attempt + 1)
                     await anyio.sleep(SINK_BACKOFF * 2**attempt)
-        channel.written += len(batch)
 
 
-def default_error_uris(item_uris: Sequence[str]) -> tuple[str, ...]:
-    """Error sinks used when none are configured: the ``errors`` table of each SQLite item output."""
-    out = []
-    for uri in item_uris:
-        if uri.startswith("sqlite://"):
-            out.append(uri.split("?", 1)[0] + "?table=errors")
-        elif uri.endswith((".db", ".sqlite", ".sqlite3")):
-            out.append(f"sqlite:///{uri}?table=errors")
-    return tuple(out)
+def default_error_sinks(sinks: Sequence[Sink]) -> list[Sink]:
+    """Error sinks used when none are configured: the ``errors`` table of each SQLite item sink's database."""
+    return [SqliteSink(f"sqlite:///{sink.path}?table=errors") for sink in sinks if isinstance(sink, SqliteSink)]
