@@ -246,7 +246,7 @@ class AdaptiveHostPolicy(HostPolicy):
             self._remaining, self._reset_at = info.remaining, reset_at
             self._claims_since = next((n for n, t in enumerate(reversed(self._starts)) if t <= sent), len(self._starts))
             if info.remaining < 1:
-                self.pause_until = max(self.pause_until, reset_at)
+                self.pause_until = max(self.pause_until, self._spent_until(now))
 
     def _learn_window(self, reset_at: float, latency: float, now: float) -> None:
         """A fixed window's length, from the jump of its reset time when a request sent after the previous reset
@@ -287,21 +287,41 @@ class AdaptiveHostPolicy(HostPolicy):
         whole seconds and the log already holds the next start back."""
         earliest = since
         starts = self._starts
-        quotas = self.quotas()
-        for quota, window in quotas:
+        for quota, window in self.quotas():
             earliest = max(earliest, since + window / quota)
             if len(starts) >= quota:
                 earliest = max(earliest, starts[-quota] + window)
         if self._remaining is not None and self._reset_at is not None and self._reset_at > since:
             left = 1 + self._remaining - self._claims_since  # the last start and the quota left after it
-            shared = not quotas or any(
-                self._remaining < quota - sum(1 for s in starts if s > since - window) for quota, window in quotas
-            )
             if left < 1:
-                earliest = max(earliest, self._reset_at - (0.0 if shared else _RESET_ROUNDING))
-            elif shared:
+                earliest = max(earliest, self._spent_until(since))
+            elif self._shared(since):
                 earliest = max(earliest, since + (self._reset_at - since) / left)
         return earliest
+
+    def _shared(self, now: float) -> bool:
+        """True when no quota is declared, or when the server counted more requests in its current window than
+        this host started (another client shares the quota): then ``remaining`` and the reset are the only guide.
+
+        The server's window began ``window`` seconds before its reset, which may be rounded up by a second: own
+        starts are counted from a second earlier, and those it had not seen yet (``_claims_since``) are left out."""
+        assert self._remaining is not None and self._reset_at is not None
+        quotas = self.quotas()
+        if not quotas:
+            return True
+        for quota, window in quotas:
+            began = self._reset_at - window - _RESET_ROUNDING
+            own = sum(1 for s in self._starts if s > began) - self._claims_since
+            if quota - self._remaining > own:
+                return True
+        return False
+
+    def _spent_until(self, now: float) -> float:
+        """When a spent quota comes back: the reset, or one second before it when a declared quota's spending is
+        this host's own (servers round the reset up to whole seconds, and the start log holds the next start
+        back by itself)."""
+        assert self._reset_at is not None
+        return self._reset_at - (0.0 if self._shared(now) else _RESET_ROUNDING)
 
     # -- circuit breaker ---------------------------------------------------------------------------------------
     def _breaker(self, failure: bool, answered: bool, now: float) -> None:

@@ -45,7 +45,10 @@ async def test_robots_crawl_delay_spaces_the_requests_to_a_host(in_tmp: Path) ->
     starts = sorted(r.started for r in log)
     assert len(starts) == 6
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.2 * 0.95  # a lower bound: never closer than the delay the site asked for
+    # Lower bounds: the crawler starts requests 0.2 s apart; the server sees each arrival a little late, by up to
+    # its thread's scheduling delay, so one gap may look shorter by that much, but the whole span cannot.
+    assert min(gaps) >= 0.2 - 0.05
+    assert starts[-1] - starts[0] >= 5 * 0.2 - 0.05
 
 
 async def test_a_request_that_gives_up_lands_in_the_default_errors_table(in_tmp: Path) -> None:
