@@ -13,6 +13,7 @@ from crawler._exceptions import (
     CrawlerError,
     DropItem,
     FetchTimeout,
+    FrontierError,
     IgnoreRequest,
     InvalidURL,
     RemoteProtocolError,
@@ -22,7 +23,7 @@ from crawler._exceptions import (
     SpiderLoadError,
     TransportError,
 )
-from crawler._frontier import Frontier, FrontierStatistics, MemoryFrontier
+from crawler._frontier import Frontier, FrontierStatistics, HostQueue, HostScheduler, MemoryFrontier, open_frontier
 from crawler._generic import SiteSpider
 from crawler._harvest import ApiSpider
 from crawler._items import ItemRecord
@@ -38,7 +39,7 @@ from crawler._pagination import (
 )
 from crawler._politeness import HostPolicy, Outcome, Politeness
 from crawler._ratelimit_headers import RateLimitInfo, parse_rate_limit
-from crawler._request import Request, fingerprint
+from crawler._request import Request, fingerprint, request_from_dict, request_to_dict
 from crawler._response import Response
 from crawler._retry import RetryPolicy
 from crawler._retry_after import parse_retry_after
@@ -54,6 +55,7 @@ from crawler._settings import (
     load_settings,
 )
 from crawler._spider import Failure, Spider
+from crawler._sqlite_frontier import SqliteFrontier
 from crawler._stats import Stats
 from crawler._transport import HandlerTransport, HttpxTransport, Transport, TransportOptions
 from crawler._url import ASSET_EXTENSIONS, canonicalize_url, host_key, is_asset_url, normalize_url
@@ -79,10 +81,13 @@ __all__ = [
     "Failure",
     "FetchTimeout",
     "Frontier",
+    "FrontierError",
     "FrontierStatistics",
     "HandlerTransport",
     "HostOverride",
     "HostPolicy",
+    "HostQueue",
+    "HostScheduler",
     "HostSettings",
     "HttpxTransport",
     "IgnoreRequest",
@@ -116,6 +121,7 @@ __all__ = [
     "SiteSpider",
     "Spider",
     "SpiderLoadError",
+    "SqliteFrontier",
     "Stats",
     "Transport",
     "TransportError",
@@ -130,9 +136,12 @@ __all__ = [
     "is_asset_url",
     "load_settings",
     "normalize_url",
+    "open_frontier",
     "open_sink",
     "parse_link_header",
     "parse_rate",
     "parse_rate_limit",
     "parse_retry_after",
+    "request_from_dict",
+    "request_to_dict",
 ]

@@ -15,7 +15,9 @@ put back in the frontier; the sinks are flushed either way.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +30,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from crawler._adaptive import AdaptivePoliteness, HostOverride
 from crawler._auth import AuthError
-from crawler._exceptions import CloseSpider, CrawlerError, IgnoreRequest, InvalidURL, TransportError
-from crawler._frontier import Frontier, MemoryFrontier
+from crawler._exceptions import CloseSpider, CrawlerError, FrontierError, IgnoreRequest, InvalidURL, TransportError
+from crawler._frontier import Frontier, open_frontier
 from crawler._items import ItemRecord, to_plain
 from crawler._log import get_logger, redact
 from crawler._middleware import Middleware
@@ -106,7 +108,14 @@ class Engine:
                 HostOverride(pattern=h.pattern, per_host=h.per_host, delay=h.delay, rate=h.rate) for h in settings.hosts
             ],
         )
-        self.frontier: Frontier = frontier or MemoryFrontier(self.politeness)
+        if frontier is None:
+            uri = crawl.frontier
+            if uri is None and crawl.state is not None:
+                uri = f"sqlite:///{os.path.abspath(os.path.join(crawl.state, 'frontier.db'))}"
+            frontier = open_frontier(
+                uri, politeness=self.politeness, crawl_id=crawl.crawl_id or spider.name, settings=settings
+            )
+        self.frontier: Frontier = frontier
         self.transport: Transport = transport or HttpxTransport(
             TransportOptions(
                 timeout=crawl.timeout,
@@ -138,6 +147,7 @@ class Engine:
             batch_size=settings.output.batch_size,
             log=self.log,
             on_failure=lambda reason: self.stop(reason, deadline=self.settings.crawl.shutdown_timeout),
+            retry_for=settings.output.sink_retry_for,
         )
         robots_agent = crawl.user_agent.split("/", 1)[0].split(" ", 1)[0] or crawl.user_agent
         self.robots = RobotsCache(self.transport.fetch, robots_agent) if crawl.obey_robots else None
@@ -149,6 +159,7 @@ class Engine:
         self._stop_reason = "finished"
         self._changed = anyio.Event()
         self._workers: TaskGroup | None = None
+        self._requeued: set[int] = set()  # id() of claimed requests whose lease already ended with a retry
         spider.stats = self.stats  # type: ignore[attr-defined]
         spider.logger = self.log  # type: ignore[attr-defined]
         spider.settings = settings  # type: ignore[attr-defined]
@@ -188,16 +199,27 @@ class Engine:
     # -- the run ---------------------------------------------------------------------------------------------
     async def run(self) -> Stats:
         """Crawl until done or stopped; return the stats.  Raises :class:`crawler.SinkError` when a sink cannot
-        be opened and :class:`crawler.AuthError` when credentials cannot be set up."""
-        await self.outputs.open()
-        for middleware in self.middleware:
-            await middleware.open(self.transport.fetch)
+        be opened, :class:`crawler.FrontierError` when the frontier cannot, and :class:`crawler.AuthError` when
+        credentials cannot be set up."""
+        try:
+            await self.frontier.open()
+            await self.outputs.open()
+            for middleware in self.middleware:
+                await middleware.open(self.transport.fetch)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.outputs.close_sinks()
+                await self.frontier.close()
+                await self.transport.aclose()
+            raise
         concurrency = self.settings.crawl.concurrency
         requests_send, requests_receive = anyio.create_memory_object_stream[Request](concurrency)
         self.log.info("crawl started", concurrency=concurrency, per_host=self.settings.crawl.per_host)
         try:
             async with anyio.create_task_group() as tg:
                 self.outputs.start(tg)
+                upkeep = anyio.CancelScope()
+                tg.start_soon(self._maintain, upkeep)
                 try:
                     async with anyio.create_task_group() as workers:
                         self._workers = workers
@@ -208,6 +230,7 @@ class Engine:
                         requests_receive.close()
                 finally:
                     await self.outputs.close()
+                    upkeep.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.outputs.close_sinks()
@@ -215,6 +238,21 @@ class Engine:
                 await self.transport.aclose()
         self.stats.finish(self._stop_reason)
         return self.stats
+
+    async def _maintain(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self.frontier.maintain()
+
+    async def _finish(self, request: Request) -> None:
+        """End a processed request's lease (the outputs writer calls it once the request's items are written)."""
+        await self.frontier.finish(request)
+        self._notify()
+
+    async def _requeue(self, request: Request, retry: Request) -> None:
+        """End a claimed request's lease with ``retry`` queued in its place."""
+        self._requeued.add(id(request))
+        await self.frontier.finish(request, retry)
+        self._notify()
 
     async def _feed_start(self) -> None:
         current_stats.set(self.stats)
@@ -253,7 +291,7 @@ class Engine:
                 if request is not None:
                     self._active += 1
                     return request
-            if not self._starting and self._active == 0 and self.frontier.statistics().queued == 0:
+            if not self._starting and self._active == 0 and await self.frontier.exhausted():
                 return None
             wake = await self.frontier.next_wakeup(now)
             timeout = math.inf if wake is None else max(wake - now, 0.0)
@@ -268,14 +306,18 @@ class Engine:
                 try:
                     if self._stopping:
                         await self.frontier.complete(request, self.clock())
-                        await self.frontier.requeue(request)
+                        await self._requeue(request, request)
                     else:
                         await self._process(request)
+                        if id(request) not in self._requeued:
+                            await self.outputs.checkpoint(functools.partial(self._finish, request))
                 except anyio.get_cancelled_exc_class():
                     with anyio.CancelScope(shield=True):
-                        await self.frontier.requeue(request.replace(not_before=None))
+                        if id(request) not in self._requeued:
+                            await self._requeue(request, request.replace(not_before=None))
                     raise
                 finally:
+                    self._requeued.discard(id(request))
                     self._active -= 1
                     self._slots.release()
                     self._notify()
@@ -293,7 +335,8 @@ class Engine:
                 await self._handle_response(request, response)
         finally:
             if not completed:
-                await self.frontier.complete(request, self.clock())
+                with anyio.CancelScope(shield=True):
+                    await self.frontier.complete(request, self.clock())
             structlog.contextvars.unbind_contextvars("url")
 
     async def _fetch(self, request: Request) -> Response | None:
@@ -333,7 +376,7 @@ class Engine:
             result = await middleware.process_response(sent, response)
             if isinstance(result, Request):
                 self.stats.inc("requeued_by_middleware")
-                await self.frontier.requeue(result)
+                await self._requeue(request, result)
                 return None
             response = result
         return response
@@ -402,8 +445,7 @@ class Engine:
             wait=round(not_before - self.clock(), 3),
             reason=f"HTTP {response.status}" if response is not None else f"{type(exc).__name__}: {exc}",
         )
-        await self.frontier.requeue(request.replace(attempt=request.attempt + 1, not_before=not_before))
-        self._notify()
+        await self._requeue(request, request.replace(attempt=request.attempt + 1, not_before=not_before))
 
     async def _redirect(self, request: Request, response: Response, location: str) -> None:
         chain = [*request.meta.get("redirect_urls", ()), request.url]
@@ -462,7 +504,10 @@ class Engine:
         following = paginator.next_request(response)
         if following is None:
             return
-        if await self.frontier.add((following,)):
+        added = await self._frontier_add(following)
+        if added is None:
+            return
+        if added:
             self.stats.inc("next_pages")
             self._notify()
         else:  # the next page is one we already have: a cursor seen twice
@@ -495,11 +540,23 @@ class Engine:
         if crawl.max_depth is not None and request.depth > crawl.max_depth:
             self.stats.inc("depth_limit")
             return
-        if await self.frontier.add((request,)):
+        added = await self._frontier_add(request)
+        if added is None:
+            return
+        if added:
             self.stats.inc("queued")
             self._notify()
         else:
             self.stats.inc("duplicates")
+
+    async def _frontier_add(self, request: Request) -> bool | None:
+        """Queue one request: True if queued, False if a duplicate, None if the frontier refused it (logged)."""
+        try:
+            return bool(await self.frontier.add((request,)))
+        except FrontierError as exc:
+            self.stats.error("frontier_refused")
+            self.log.error("request not queued", request=redact(request.url), error=str(exc))
+            return None
 
     async def _emit(self, item: dict[str, Any], parent: Request | None, index: int, response: Response | None) -> None:
         limit = self.settings.crawl.max_items

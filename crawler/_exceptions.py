@@ -8,6 +8,7 @@ Errors::
      ├── InvalidURL             a URL cannot be parsed or has no http(s) scheme and host
      ├── ResponseError          a response cannot be read as asked (invalid JSON, undecodable body)
      ├── SinkError              a sink cannot be opened or written to
+     ├── FrontierError          a frontier cannot be opened, reached or given a request it cannot store
      └── TransportError         a request failed before a complete response arrived
           ├── ConnectError      DNS failure, connection refused or reset while connecting
           ├── FetchTimeout      connect, read, write or pool timeout
@@ -61,6 +62,11 @@ class ResponseError(CrawlerError):
 
 class SinkError(CrawlerError):
     """A sink could not be opened, written or closed; the message names the sink URI."""
+
+
+class FrontierError(CrawlerError):
+    """A frontier could not be opened or reached, or was given a request it cannot store; the message names the
+    frontier (its URI) or the request."""
 
 
 class TransportError(CrawlerError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json as _json
 from collections.abc import Callable, Mapping
@@ -13,7 +14,7 @@ import attrs
 
 from crawler._url import canonicalize_url, host_key, normalize_url
 
-__all__ = ["IDEMPOTENT_METHODS", "Request", "fingerprint"]
+__all__ = ["IDEMPOTENT_METHODS", "Request", "fingerprint", "request_from_dict", "request_to_dict"]
 
 #: Methods that RFC 9110 §9.2.2 defines as idempotent: safe to retry without the request's consent.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -124,3 +125,56 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
+
+
+_PERSISTED = (
+    "url",
+    "method",
+    "headers",
+    "callback",
+    "errback",
+    "cb_kwargs",
+    "meta",
+    "priority",
+    "depth",
+    "attempt",
+    "not_before",
+    "dont_filter",
+    "timeout",
+    "retry_non_idempotent",
+)
+
+
+def request_to_dict(request: Request) -> dict[str, Any]:
+    """Turn ``request`` into a JSON-serializable dict, for frontiers that store requests outside the process.
+
+    ``body`` is base64 in ``"body_b64"``; fields at their default value are left out.  ``meta`` and ``cb_kwargs``
+    must hold JSON values.  Raises :class:`TypeError` naming the request and the field that cannot be stored.
+    """
+    data: dict[str, Any] = {}
+    for name in _PERSISTED:
+        value = getattr(request, name)
+        if name != "url" and (value is None or value == {} or value is False or (value == 0 and name != "method")):
+            continue
+        data[name] = dict(value) if isinstance(value, Mapping) else value
+    if request.body is not None:
+        data["body_b64"] = base64.b64encode(request.body).decode("ascii")
+    for name in ("meta", "cb_kwargs", "headers"):
+        if name in data:
+            try:
+                _json.dumps(data[name])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{request!r}: {name} cannot be stored ({exc}); a persistent frontier stores requests as JSON, "
+                    f"so {name} must hold JSON values (str, numbers, lists, dicts)"
+                ) from None
+    return data
+
+
+def request_from_dict(data: Mapping[str, Any]) -> Request:
+    """Rebuild a :class:`Request` from :func:`request_to_dict`'s output.  Raises :class:`KeyError` when ``url`` is
+    missing and :class:`crawler.InvalidURL` for a stored URL that no longer parses."""
+    fields = {name: data[name] for name in _PERSISTED if name in data}
+    if "body_b64" in data:
+        fields["body"] = base64.b64decode(data["body_b64"])
+    return Request(**fields)

@@ -66,6 +66,16 @@ class CrawlSettings:
     - ``backend``: ``trio`` or ``asyncio``.
     - ``shutdown_timeout``: seconds in-flight requests may take to finish after Ctrl-C.
     - ``verify``: verify TLS certificates (on by default).
+    - ``state``: a directory where the crawl keeps its frontier (SQLite, ``DIR/frontier.db``), so that the same
+      command run again resumes it, after Ctrl-C or a crash.
+    - ``frontier``: the frontier's URI: ``memory`` (the default without ``state``), ``sqlite:///PATH.db``, or a
+      plugin's scheme such as ``redis://127.0.0.1:6379/0`` (shared by every process given the same ``crawl_id``).
+    - ``crawl_id``: names the crawl in a shared frontier (default: the spider's name).
+    - ``lease``: seconds a claimed request stays leased to a process of a shared frontier without a renewal; a
+      request whose process died goes back to its queue when its lease runs out.
+    - ``middleware``: middleware added after the auth middleware, each an entry-point name of the
+      ``crawler.middleware`` group or a ``module:attribute`` path; each is called with the settings and returns
+      the middleware.
     """
 
     concurrency: int = attrs.field(default=16, validator=_positive_int)
@@ -84,6 +94,11 @@ class CrawlSettings:
     backend: Literal["trio", "asyncio"] = "asyncio"
     shutdown_timeout: float = attrs.field(default=10.0, converter=_float, validator=_non_negative)
     verify: bool = True
+    state: str | None = None
+    frontier: str | None = None
+    crawl_id: str | None = None
+    lease: float = attrs.field(default=60.0, converter=_float, validator=v.gt(0.0))
+    middleware: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -151,13 +166,16 @@ class OutputSettings:
     - ``batch_size``: items per sink write.
     - ``stats_file``: path of the JSON stats written at the end (None: not written).
     - ``errors``: sink URIs for error records (requests that gave up); by default the ``errors`` table of the
-      SQLite output when there is one.
+      SQLite output when there is one (or of any sink that offers one).
+    - ``sink_retry_for``: seconds a failing sink write is retried, with backoff, while the crawl waits; after that
+      the crawl stops, with the requests whose items were not written kept in the frontier.
     """
 
     uris: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     batch_size: int = attrs.field(default=100, validator=_positive_int)
     stats_file: str | None = None
+    sink_retry_for: float = attrs.field(default=60.0, converter=_float, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)

@@ -233,14 +233,14 @@ async def test_pause_set_after_the_host_was_scheduled() -> None:
     assert await front.claim(T0 + 60.0) is not None
 
 
-async def test_requeue_with_not_before_waits_until_then() -> None:
+async def test_retry_with_not_before_waits_until_then() -> None:
     front = frontier()
     await front.add([req("http://a.test/x")])
     request = await front.claim(T0)
     assert request is not None
     await front.complete(request, T0)
 
-    await front.requeue(request.replace(not_before=T0 + 5.0, attempt=1))  # a retry: no dedup
+    await front.finish(request, request.replace(not_before=T0 + 5.0, attempt=1))  # a retry: no dedup
     assert front.statistics() == FrontierStatistics(queued=1, delayed=1, in_flight=0, seen=1, hosts=0)
     assert await front.next_wakeup(T0) == T0 + 5.0
     assert await front.claim(T0 + 4.9) is None
@@ -262,7 +262,7 @@ async def test_added_request_with_not_before_waits() -> None:
 async def test_delayed_requests_come_out_in_time_order() -> None:
     front = frontier(per_host=10)
     for i, offset in enumerate([7.0, 1.0, 4.0]):
-        await front.requeue(req(f"http://a.test/{i}", not_before=T0 + offset))
+        await front.add([req(f"http://a.test/{i}", not_before=T0 + offset)])
     assert await front.next_wakeup(T0) == T0 + 1.0
     assert [r.url for r in await claim_all(front, T0 + 5.0)] == ["http://a.test/1", "http://a.test/2"]
     assert await front.next_wakeup(T0 + 5.0) == T0 + 7.0
@@ -285,7 +285,7 @@ async def test_next_wakeup() -> None:
 async def test_statistics() -> None:
     front = frontier(per_host=1)
     await front.add([req("http://a.test/0"), req("http://a.test/1"), req("http://b.test/0"), req("http://a.test/0")])
-    await front.requeue(req("http://c.test/retry", not_before=T0 + 10.0))
+    await front.add([req("http://c.test/retry", not_before=T0 + 10.0, dont_filter=True)])
     assert front.statistics() == FrontierStatistics(queued=4, delayed=1, in_flight=0, seen=3, hosts=2)
     claimed = await claim_all(front, T0)
     assert len(claimed) == 2
