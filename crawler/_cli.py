@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 
 from crawler._engine import Engine
-from crawler._exceptions import CrawlerError, SettingsError, SinkError, SpiderLoadError
+from crawler._exceptions import CrawlerError, FrontierError, SettingsError, SinkError, SpiderLoadError
 from crawler._generic import SiteSpider
 from crawler._harvest import ApiSpider
 from crawler._loader import load_spider_class
@@ -145,12 +145,32 @@ def cli() -> None:
 )
 @click.option("--secret", metavar="env:NAME|file:PATH", help="Where the key, token, password or client secret is.")
 @click.option("--retries", type=int, metavar="N", help="Attempts per request in all, the first included. [4]")
+@click.option(
+    "--state",
+    metavar="DIR",
+    help="Keep the frontier in DIR (SQLite): run the same command again to resume after Ctrl-C or a crash.",
+)
+@click.option(
+    "--frontier",
+    metavar="URI",
+    help="The frontier: memory, sqlite:///PATH.db, or a plugin's, e.g. redis://127.0.0.1:6379/0 to share one crawl "
+    "between processes. [memory]",
+)
+@click.option("--crawl-id", metavar="NAME", help="Names the crawl in a shared frontier. [the spider's name]")
+@click.option(
+    "--middleware",
+    "middleware",
+    multiple=True,
+    metavar="NAME",
+    help="Add a middleware: an installed plugin's name (crawler plugins) or module:attribute (repeatable).",
+)
 def crawl(
     target: tuple[str, ...],
     outputs: tuple[str, ...],
     pairs: tuple[str, ...],
     spider_args: tuple[str, ...],
     error_outputs: tuple[str, ...],
+    middleware: tuple[str, ...],
     **options: Any,
 ) -> None:
     """Crawl TARGET: one or more start URLs (follow links within their hosts, one record per page), or a spider:
@@ -163,6 +183,8 @@ def crawl(
       crawler crawl blog -s crawl.delay=1.5 -o sqlite:///blog.db --stats-file stats.json
       crawler crawl "https://api.example.com/v1/items?limit=100" --items data --paginate cursor:stripe \\
           --auth bearer --secret env:API_TOKEN -o records.jsonl
+      crawler crawl examples/pydocs.py --state .crawl/pydocs      # resumable: run it again to resume
+      crawler crawl spider.py --frontier redis://127.0.0.1:6379/0 --crawl-id docs -o postgresql://localhost/db
     """
     console = Console(stderr=True)
     try:
@@ -194,6 +216,10 @@ def crawl(
             "auth.kind": options["auth_kind"],
             "auth.secret": options["secret"],
             "retry.max_attempts": options["retries"],
+            "crawl.state": options["state"],
+            "crawl.frontier": options["frontier"],
+            "crawl.crawl_id": options["crawl_id"],
+            "crawl.middleware": tuple(middleware) or None,
         }
         settings = load_settings(
             spider=(type(spider).__name__, type(spider).custom_settings), cli=cli_values, cli_pairs=list(pairs)
@@ -205,7 +231,7 @@ def crawl(
         sys.exit(EXIT_USAGE)
     try:
         interrupted = anyio.run(_run, engine, settings, backend=settings.crawl.backend)
-    except SinkError as exc:
+    except (SinkError, FrontierError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     snapshot = engine.stats.snapshot(
@@ -293,6 +319,39 @@ def demo(docs: Path, pages: int, backend: str) -> None:
     with sqlite3.connect("site.db") as db:
         for (item,) in db.execute("SELECT item FROM items ORDER BY fetched_at LIMIT 3"):
             click.echo(item)
+
+
+#: The entry-point groups plugins register under, and what each provides.
+PLUGIN_GROUPS = {
+    "crawler.sinks": "sink (-o SCHEME://...)",
+    "crawler.frontiers": "frontier (--frontier SCHEME://...)",
+    "crawler.middleware": "middleware (--middleware NAME)",
+}
+
+
+@cli.command()
+def plugins() -> None:
+    """List the installed plugins: sinks, frontiers and middleware found through entry points, with the package
+    that provides each."""
+    from importlib.metadata import entry_points
+
+    from rich.table import Table
+
+    table = Table("kind", "name", "provided by", "object", title="installed plugins")
+    count = 0
+    for group, kind in PLUGIN_GROUPS.items():
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
+            table.add_row(kind.split(" ", 1)[0], ep.name, dist, ep.value)
+            count += 1
+    console = Console()
+    if count:
+        console.print(table)
+    else:
+        console.print("no plugins installed", highlight=False)
+    console.print(
+        "built in: sinks jsonl, csv, sqlite, - (stdout); frontiers memory, sqlite (--state DIR)", highlight=False
+    )
 
 
 def main() -> None:

@@ -165,5 +165,13 @@ class Outputs:
 
 
 def default_error_sinks(sinks: Sequence[Sink]) -> list[Sink]:
-    """Error sinks used when none are configured: the ``errors`` table of each SQLite item sink's database."""
-    return [SqliteSink(f"sqlite:///{sink.path}?table=errors") for sink in sinks if isinstance(sink, SqliteSink)]
+    """Error sinks used when none are configured: for each item sink that offers one (an ``error_sink()``
+    method, as plugin sinks may have), that sink; for each SQLite item sink, the ``errors`` table of its
+    database."""
+    found: list[Sink] = []
+    for sink in sinks:
+        if isinstance(sink, SqliteSink):
+            found.append(SqliteSink(f"sqlite:///{sink.path}?table=errors"))
+        elif callable(make := getattr(sink, "error_sink", None)):
+            found.append(make())
+    return found

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from importlib.metadata import entry_points
+
 from crawler._auth import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials, Secret
 from crawler._exceptions import SettingsError
 from crawler._middleware import Middleware
@@ -9,7 +12,7 @@ from crawler._settings import AuthSettings, Settings
 from crawler._spider import Spider
 from crawler._url import host_key
 
-__all__ = ["auth_hosts", "build_auth", "build_middleware"]
+__all__ = ["auth_hosts", "build_auth", "build_middleware", "load_middleware"]
 
 
 def auth_hosts(spider: Spider, auth: AuthSettings) -> tuple[str, ...]:
@@ -60,11 +63,40 @@ def build_auth(spider: Spider, auth: AuthSettings) -> Middleware | None:
     )
 
 
+def load_middleware(name: str, settings: Settings) -> Middleware:
+    """Make the middleware ``name``: an entry point of the ``crawler.middleware`` group, or a
+    ``module:attribute`` path; the object found is called with ``settings`` and returns the middleware.  Raises
+    :class:`crawler.SettingsError` naming it when it cannot be found, loaded or built."""
+    try:
+        if ":" in name:
+            module, _, attribute = name.partition(":")
+            factory = getattr(importlib.import_module(module), attribute)
+        else:
+            found = [ep for ep in entry_points(group="crawler.middleware") if ep.name == name]
+            if not found:
+                known = ", ".join(sorted(ep.name for ep in entry_points(group="crawler.middleware"))) or "none"
+                raise SettingsError(
+                    f"invalid settings: crawl.middleware: no middleware named {name!r} is installed "
+                    f"(installed: {known}; or give module:attribute)"
+                )
+            factory = found[0].load()
+        middleware: Middleware = factory(settings)
+    except SettingsError:
+        raise
+    except Exception as exc:
+        raise SettingsError(
+            f"invalid settings: crawl.middleware: cannot load {name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    return middleware
+
+
 def build_middleware(spider: Spider, settings: Settings) -> list[Middleware]:
-    """Auth from ``settings.auth`` first, then the spider's own ``middleware`` list."""
+    """Auth from ``settings.auth`` first, then ``settings.crawl.middleware`` (see :func:`load_middleware`), then
+    the spider's own ``middleware`` list."""
     chain: list[Middleware] = []
     auth = build_auth(spider, settings.auth)
     if auth is not None:
         chain.append(auth)
+    chain.extend(load_middleware(name, settings) for name in settings.crawl.middleware)
     chain.extend(getattr(spider, "middleware", ()))
     return chain

@@ -153,7 +153,7 @@ def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
     return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def normalize_url(url: str) -> str:
     """Return ``url`` with scheme and host lower-cased, default port and dot segments removed, escapes
     normalized and the fragment dropped.  The query keeps its order.
@@ -166,7 +166,7 @@ def normalize_url(url: str) -> str:
     return _unsplit(parts.scheme, _netloc(parts, url, userinfo=True), _path(parts.path), query)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def canonicalize_url(url: str) -> str:
     """Return the canonical form of ``url``, the frontier's dedup key: :func:`normalize_url` with the query
     parameters sorted by name then value (blank values kept).
@@ -183,7 +183,7 @@ def canonicalize_url(url: str) -> str:
     return _unsplit(parts.scheme, _netloc(parts, url, userinfo=True), _path(parts.path), query)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def host_key(url: str) -> str:
     """Return the politeness key of ``url``: lower-case ``host[:port]`` (the port only when not the default).
 
