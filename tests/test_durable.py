@@ -12,8 +12,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from crawler.testing import LocalServer, generate_site
 
 PAGES = 240
