@@ -74,9 +74,13 @@ class SqliteSink:
             )
 
     async def write(self, batch: Sequence[ItemRecord]) -> None:
-        rows = [
-            (r.key, r.spider, r.url, r.fetched_at, json.dumps(r.item, ensure_ascii=False, default=str)) for r in batch
-        ]
+        try:
+            rows = [
+                (r.key, r.spider, r.url, r.fetched_at, json.dumps(r.item, ensure_ascii=False, default=str))
+                for r in batch
+            ]
+        except (TypeError, ValueError) as exc:  # non-string keys, a circular item
+            raise SinkError(f"cannot write to {self.uri!r}: an item is not JSON: {exc}") from None
         try:
             await anyio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
         except sqlite3.Error as exc:
