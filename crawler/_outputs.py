@@ -123,10 +123,12 @@ class Outputs:
                         break
                 items = [e for e in batch if isinstance(e, ItemRecord)]
                 errors = [e.record for e in batch if isinstance(e, _Error)]
-                written = await self._write_batch(self.sinks, items) and await self._write_batch(
-                    self.error_sinks, errors
-                )
+                written = await self._write_batch(self.sinks, items)
                 if written:
+                    written = await self._write_batch(self.error_sinks, errors)
+                elif errors:
+                    self._log_unwritten("(errors of a failed batch)", errors)
+                if written and not self._failed:
                     for e in batch:
                         if isinstance(e, _Checkpoint):
                             await e.callback()

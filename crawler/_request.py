@@ -145,6 +145,16 @@ _PERSISTED = (
 )
 
 
+def _default(field: Any) -> Any:
+    default = field.default
+    return default.factory() if hasattr(default, "factory") else default
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: _default(f) for f in attrs.fields(Request) if f.name in _PERSISTED and f.default is not attrs.NOTHING
+}
+
+
 def request_to_dict(request: Request) -> dict[str, Any]:
     """Turn ``request`` into a JSON-serializable dict, for frontiers that store requests outside the process.
 
@@ -154,7 +164,7 @@ def request_to_dict(request: Request) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in _PERSISTED:
         value = getattr(request, name)
-        if name != "url" and (value is None or value == {} or value is False or (value == 0 and name != "method")):
+        if name in _DEFAULTS and type(value) is type(_DEFAULTS[name]) and value == _DEFAULTS[name]:
             continue
         data[name] = dict(value) if isinstance(value, Mapping) else value
     if request.body is not None:

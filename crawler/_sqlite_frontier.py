@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import structlog
 
-from crawler._exceptions import FrontierError, InvalidURL
+from crawler._exceptions import FrontierError
 from crawler._frontier import HostQueue, HostScheduler
 from crawler._politeness import Politeness
 from crawler._request import Request, request_from_dict, request_to_dict
@@ -198,19 +198,19 @@ class SqliteFrontier(HostScheduler):
 
     def _encode(self, request: Request) -> str:
         try:
-            return json.dumps(request_to_dict(request), separators=(",", ":"), ensure_ascii=False)
+            return json.dumps(request_to_dict(request), separators=(",", ":"))  # ASCII: lone surrogates escaped
         except TypeError as exc:
             raise FrontierError(str(exc)) from None
 
     def _insert(self, db: sqlite3.Connection, request: Request, data: str) -> None:
         """Store a request (a new one, or a retry) and queue it in memory."""
-        self._queued += 1
         host = request.host
         if request.not_before is not None:
             row = db.execute(
                 "INSERT INTO requests (host, priority, not_before, state, data) VALUES (?, ?, ?, ?, ?)",
                 (host, request.priority, request.not_before, _DELAYED, data),
             ).lastrowid
+            self._queued += 1
             self._delay(request.not_before, (row, host))
             return
         queue = self._queue(host)
@@ -220,6 +220,7 @@ class SqliteFrontier(HostScheduler):
             (host, request.priority, _IN_MEMORY if in_memory else _ON_DISK, data),
         ).lastrowid
         assert row is not None
+        self._queued += 1
         if in_memory:
             heapq.heappush(queue.heap, (-request.priority, row, request))
         else:
@@ -260,7 +261,7 @@ class SqliteFrontier(HostScheduler):
         for row, priority, data in rows:
             try:
                 request = request_from_dict(json.loads(data))
-            except (ValueError, TypeError, KeyError, InvalidURL) as exc:
+            except Exception as exc:  # any stored row that no longer makes a Request must not stop a resume
                 log.error("unreadable request dropped from the frontier", frontier=self.uri, row=row, error=str(exc))
                 db.execute("DELETE FROM requests WHERE id = ?", (row,))
                 self._queued -= 1
@@ -268,11 +269,12 @@ class SqliteFrontier(HostScheduler):
             heapq.heappush(queue.heap, (-priority, row, request))
 
     async def finish(self, request: Request, retry: Request | None = None) -> None:
+        data = self._encode(retry) if retry is not None else None  # may raise: the lease then stays as it was
         row, _ = self._leases.pop(id(request))
         db = self._conn()
         try:
-            if retry is not None:
-                self._insert(db, retry, self._encode(retry))
+            if retry is not None and data is not None:
+                self._insert(db, retry, data)
             db.execute("DELETE FROM requests WHERE id = ?", (row,))
         except sqlite3.Error as exc:
             raise FrontierError(f"cannot write frontier {self.uri!r}: {exc}") from None

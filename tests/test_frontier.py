@@ -1,15 +1,21 @@
-"""The in-memory frontier, driven with fake times (``now``): dedup, per-host limits, priorities, delays, pauses,
-delayed requeues, wake-up times and statistics; and a property test of the limits and exactly-once claiming."""
+"""The frontier contract, run against every frontier of this package (in memory and SQLite), driven with fake times
+(``now``): dedup, per-host limits, priorities, delays, pauses, delayed requeues, wake-up times, statistics, the
+lease (claim, complete, finish with or without a retry); and a property test of the limits and exactly-once
+claiming."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler import FrontierStatistics, MemoryFrontier, Politeness, Request
+import crawler._sqlite_frontier
+from crawler import Frontier, FrontierStatistics, MemoryFrontier, Politeness, Request, SqliteFrontier
 
 pytestmark = pytest.mark.anyio
 
@@ -20,11 +26,49 @@ def req(url: str, **kwargs: object) -> Request:
     return Request(url=url, **kwargs)  # type: ignore[arg-type]
 
 
-def frontier(per_host: int = 2, delay: float = 0.0) -> MemoryFrontier:
-    return MemoryFrontier(Politeness(per_host=per_host, delay=delay, jitter=0.0))
+class FrontierFactory:
+    """Makes opened frontiers of one kind (``memory`` or ``sqlite``); a SQLite one in a new file each time.
+    Every frontier it made is closed at the end of the test."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        self._directory = directory
+        self._made: list[Frontier] = []
+
+    async def __call__(
+        self,
+        politeness: Politeness | None = None,
+        *,
+        per_host: int = 2,
+        delay: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> Frontier:
+        politeness = politeness or Politeness(per_host=per_host, delay=delay, jitter=0.0)
+        front: Frontier
+        if self.kind == "memory":
+            front = MemoryFrontier(politeness, rng=rng)
+        else:
+            path = self._directory / f"frontier-{len(self._made)}.db"
+            front = SqliteFrontier(f"sqlite:///{path}", politeness, rng=rng)
+        await front.open()
+        self._made.append(front)
+        return front
+
+    async def close_all(self) -> None:
+        for front in self._made:
+            await front.close()  # closing twice is harmless
 
 
-async def claim_all(front: MemoryFrontier, now: float) -> list[Request]:
+@pytest.fixture(params=["memory", "sqlite"])
+async def make(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FrontierFactory]:
+    factory = FrontierFactory(request.param, tmp_path)
+    try:
+        yield factory
+    finally:
+        await factory.close_all()
+
+
+async def claim_all(front: Frontier, now: float) -> list[Request]:
     """Claim until None (without completing)."""
     claimed = []
     while (request := await front.claim(now)) is not None:
@@ -35,8 +79,8 @@ async def claim_all(front: MemoryFrontier, now: float) -> list[Request]:
 # -- dedup -----------------------------------------------------------------------------------------------------
 
 
-async def test_canonical_variants_are_one_request() -> None:
-    front = frontier()
+async def test_canonical_variants_are_one_request(make: FrontierFactory) -> None:
+    front = await make()
     variants = [
         "http://example.com/b?x=1&y=2",
         "HTTP://Example.COM:80/b?y=2&x=1",
@@ -46,12 +90,13 @@ async def test_canonical_variants_are_one_request() -> None:
     ]
     assert await front.add([req(variants[0])]) == 1
     assert await front.add([req(url) for url in variants[1:]]) == 0
-    assert all(front.seen(req(url)) for url in variants)
+    if isinstance(front, MemoryFrontier):
+        assert all(front.seen(req(url)) for url in variants)
     assert front.statistics() == FrontierStatistics(queued=1, delayed=0, in_flight=0, seen=1, hosts=1)
 
 
-async def test_method_body_and_query_make_distinct_requests() -> None:
-    front = frontier()
+async def test_method_body_and_query_make_distinct_requests(make: FrontierFactory) -> None:
+    front = await make()
     added = await front.add(
         [
             req("http://example.com/a"),
@@ -63,32 +108,37 @@ async def test_method_body_and_query_make_distinct_requests() -> None:
         ]
     )
     assert added == 6
+    assert front.statistics().seen == 6
 
 
-async def test_seen_survives_claim_and_complete() -> None:
-    front = frontier()
+async def test_seen_survives_claim_and_complete(make: FrontierFactory) -> None:
+    front = await make()
     await front.add([req("http://example.com/a")])
     request = await front.claim(T0)
     assert request is not None
     await front.complete(request, T0)
     assert await front.add([req("http://example.com/a")]) == 0
     assert await front.claim(T0) is None
+    await front.finish(request)
+    assert await front.add([req("http://example.com/a")]) == 0  # and the end of its lease
+    assert await front.claim(T0) is None
 
 
-async def test_dont_filter_bypasses_the_dedup() -> None:
-    front = frontier()
+async def test_dont_filter_bypasses_the_dedup(make: FrontierFactory) -> None:
+    front = await make()
     await front.add([req("http://example.com/a")])
     assert await front.add([req("http://example.com/a", dont_filter=True)]) == 1
     assert await front.add([req("http://example.com/a", dont_filter=True)]) == 1
     assert front.statistics().queued == 3
+    assert front.statistics().seen == 1
     assert len(await claim_all(front, T0)) == 2  # per_host=2: the third waits for a completion
 
 
 # -- per-host limits -------------------------------------------------------------------------------------------
 
 
-async def test_host_at_its_limit_does_not_block_other_hosts() -> None:
-    front = frontier(per_host=2)
+async def test_host_at_its_limit_does_not_block_other_hosts(make: FrontierFactory) -> None:
+    front = await make(per_host=2)
     await front.add([req(f"http://a.test/{i}") for i in range(4)])
     await front.add([req(f"http://b.test/{i}") for i in range(3)])
 
@@ -103,8 +153,8 @@ async def test_host_at_its_limit_does_not_block_other_hosts() -> None:
     assert third is not None and third.host == "c.test"
 
 
-async def test_complete_frees_capacity() -> None:
-    front = frontier(per_host=1)
+async def test_complete_frees_capacity(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
     await front.add([req(f"http://a.test/{i}") for i in range(3)])
     first = await front.claim(T0)
     assert first is not None and first.url == "http://a.test/0"
@@ -116,17 +166,17 @@ async def test_complete_frees_capacity() -> None:
     assert front.statistics().in_flight == 1
 
 
-async def test_ports_are_distinct_hosts() -> None:
-    front = frontier(per_host=1)
+async def test_ports_are_distinct_hosts(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
     await front.add([req("http://a.test:8001/x"), req("http://a.test:8002/x"), req("http://a.test:8001/y")])
     claimed = await claim_all(front, T0)
     assert sorted(r.host for r in claimed) == ["a.test:8001", "a.test:8002"]
 
 
-async def test_per_host_policy_limit() -> None:
+async def test_per_host_policy_limit(make: FrontierFactory) -> None:
     politeness = Politeness(per_host=1, jitter=0.0)
     politeness.get("big.test").limit = 3
-    front = MemoryFrontier(politeness)
+    front = await make(politeness)
     await front.add([req(f"http://big.test/{i}") for i in range(5)] + [req(f"http://small.test/{i}") for i in range(5)])
     claimed = await claim_all(front, T0)
     assert Counter(r.host for r in claimed) == {"big.test": 3, "small.test": 1}
@@ -135,8 +185,8 @@ async def test_per_host_policy_limit() -> None:
 # -- order -----------------------------------------------------------------------------------------------------
 
 
-async def test_priority_then_arrival_within_a_host() -> None:
-    front = frontier(per_host=1)
+async def test_priority_then_arrival_within_a_host(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
     order = [("low", -1), ("first", 0), ("high", 5), ("second", 0), ("mid", 2), ("higher", 9)]
     await front.add([req(f"http://a.test/{name}", priority=priority) for name, priority in order])
     claimed = []
@@ -146,8 +196,8 @@ async def test_priority_then_arrival_within_a_host() -> None:
     assert claimed == ["higher", "high", "mid", "first", "second", "low"]
 
 
-async def test_a_later_high_priority_request_overtakes() -> None:
-    front = frontier(per_host=1)
+async def test_a_later_high_priority_request_overtakes(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
     await front.add([req("http://a.test/1"), req("http://a.test/2")])
     first = await front.claim(T0)
     assert first is not None
@@ -160,8 +210,8 @@ async def test_a_later_high_priority_request_overtakes() -> None:
 # -- time: delay, pause, delayed requests ----------------------------------------------------------------------
 
 
-async def test_delay_between_claims_for_one_host() -> None:
-    front = frontier(per_host=4, delay=2.0)
+async def test_delay_between_claims_for_one_host(make: FrontierFactory) -> None:
+    front = await make(per_host=4, delay=2.0)
     await front.add([req(f"http://a.test/{i}") for i in range(3)])
     await front.add([req("http://b.test/0")])
 
@@ -178,8 +228,8 @@ async def test_delay_between_claims_for_one_host() -> None:
     assert times == [T0, T0 + 2.0, T0 + 4.0]
 
 
-async def test_delayed_host_does_not_delay_others() -> None:
-    front = frontier(per_host=4, delay=10.0)
+async def test_delayed_host_does_not_delay_others(make: FrontierFactory) -> None:
+    front = await make(per_host=4, delay=10.0)
     await front.add([req("http://a.test/0"), req("http://a.test/1"), req("http://b.test/0")])
     got = await claim_all(front, T0)
     assert sorted(r.url for r in got) == ["http://a.test/0", "http://b.test/0"]
@@ -189,11 +239,9 @@ async def test_delayed_host_does_not_delay_others() -> None:
     assert late is not None and late.url == "http://a.test/1"
 
 
-async def test_jitter_spreads_the_delay() -> None:
-    import random
-
+async def test_jitter_spreads_the_delay(make: FrontierFactory) -> None:
     politeness = Politeness(per_host=9, delay=2.0, jitter=0.5)
-    front = MemoryFrontier(politeness, rng=random.Random(7))
+    front = await make(politeness, rng=random.Random(7))
     await front.add([req(f"http://a.test/{i}") for i in range(20)])
     now, gaps, last = T0, [], None
     while (request := await front.claim(now)) is not None or (wake := await front.next_wakeup(now)) is not None:
@@ -209,9 +257,9 @@ async def test_jitter_spreads_the_delay() -> None:
     assert max(gaps) - min(gaps) > 0.1  # jittered, not constant
 
 
-async def test_pause_until_holds_the_host() -> None:
+async def test_pause_until_holds_the_host(make: FrontierFactory) -> None:
     politeness = Politeness(per_host=2, jitter=0.0)
-    front = MemoryFrontier(politeness)
+    front = await make(politeness)
     politeness.get("a.test").pause_until = T0 + 30.0
     await front.add([req("http://a.test/0"), req("http://b.test/0")])
     got = await claim_all(front, T0)
@@ -222,10 +270,10 @@ async def test_pause_until_holds_the_host() -> None:
     assert late is not None and late.host == "a.test"
 
 
-async def test_pause_set_after_the_host_was_scheduled() -> None:
+async def test_pause_set_after_the_host_was_scheduled(make: FrontierFactory) -> None:
     """A policy that pauses a host already waiting in the ready heap (a 429 seen meanwhile) is obeyed."""
     politeness = Politeness(per_host=2, jitter=0.0)
-    front = MemoryFrontier(politeness)
+    front = await make(politeness)
     await front.add([req("http://a.test/0")])
     politeness.get("a.test").pause_until = T0 + 60.0
     assert await front.claim(T0) is None
@@ -233,8 +281,8 @@ async def test_pause_set_after_the_host_was_scheduled() -> None:
     assert await front.claim(T0 + 60.0) is not None
 
 
-async def test_retry_with_not_before_waits_until_then() -> None:
-    front = frontier()
+async def test_retry_with_not_before_waits_until_then(make: FrontierFactory) -> None:
+    front = await make()
     await front.add([req("http://a.test/x")])
     request = await front.claim(T0)
     assert request is not None
@@ -249,8 +297,8 @@ async def test_retry_with_not_before_waits_until_then() -> None:
     assert front.statistics().queued == 0
 
 
-async def test_added_request_with_not_before_waits() -> None:
-    front = frontier()
+async def test_added_request_with_not_before_waits(make: FrontierFactory) -> None:
+    front = await make()
     assert await front.add([req("http://a.test/later", not_before=T0 + 3.0), req("http://a.test/now")]) == 2
     got = await claim_all(front, T0)
     assert [r.url for r in got] == ["http://a.test/now"]
@@ -259,8 +307,8 @@ async def test_added_request_with_not_before_waits() -> None:
     assert later is not None and later.url == "http://a.test/later"
 
 
-async def test_delayed_requests_come_out_in_time_order() -> None:
-    front = frontier(per_host=10)
+async def test_delayed_requests_come_out_in_time_order(make: FrontierFactory) -> None:
+    front = await make(per_host=10)
     for i, offset in enumerate([7.0, 1.0, 4.0]):
         await front.add([req(f"http://a.test/{i}", not_before=T0 + offset)])
     assert await front.next_wakeup(T0) == T0 + 1.0
@@ -268,8 +316,8 @@ async def test_delayed_requests_come_out_in_time_order() -> None:
     assert await front.next_wakeup(T0 + 5.0) == T0 + 7.0
 
 
-async def test_next_wakeup() -> None:
-    front = frontier(per_host=1, delay=1.5)
+async def test_next_wakeup(make: FrontierFactory) -> None:
+    front = await make(per_host=1, delay=1.5)
     assert await front.next_wakeup(T0) is None  # nothing queued
     await front.add([req("http://a.test/0"), req("http://a.test/1")])
     wake = await front.next_wakeup(T0)
@@ -282,8 +330,8 @@ async def test_next_wakeup() -> None:
     assert await front.next_wakeup(T0 + 1.5) is None  # nothing left
 
 
-async def test_statistics() -> None:
-    front = frontier(per_host=1)
+async def test_statistics(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
     await front.add([req("http://a.test/0"), req("http://a.test/1"), req("http://b.test/0"), req("http://a.test/0")])
     await front.add([req("http://c.test/retry", not_before=T0 + 10.0, dont_filter=True)])
     assert front.statistics() == FrontierStatistics(queued=4, delayed=1, in_flight=0, seen=3, hosts=2)
@@ -296,6 +344,147 @@ async def test_statistics() -> None:
     await front.close()
 
 
+# -- the lease: claim, complete, finish ------------------------------------------------------------------------
+
+
+async def test_lease_claim_complete_finish(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    assert await front.exhausted()
+    await front.add([req("http://a.test/x")])
+    assert not await front.exhausted()
+
+    request = await front.claim(T0)
+    assert request is not None and request.url == "http://a.test/x"
+    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=1, seen=1, hosts=0)
+    assert not await front.exhausted()  # nothing queued, but the lease is outstanding
+
+    await front.complete(request, T0)
+    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=0, seen=1, hosts=0)
+    assert not await front.exhausted()  # fetched, but its items may not be written yet
+    assert await front.next_wakeup(T0) is None
+
+    await front.finish(request)
+    assert await front.exhausted()
+    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=0, seen=1, hosts=0)
+    assert await front.claim(T0) is None
+
+
+async def test_complete_frees_the_host_before_the_lease_ends(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/0"), req("http://a.test/1")])
+    first = await front.claim(T0)
+    assert first is not None
+    await front.complete(first, T0)
+    second = await front.claim(T0)  # the host slot is free though the first lease is still outstanding
+    assert second is not None and second.url == "http://a.test/1"
+    await front.complete(second, T0)
+    await front.finish(second)
+    assert not await front.exhausted()
+    await front.finish(first)
+    assert await front.exhausted()
+
+
+async def test_finish_with_a_retry_skips_the_dedup(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/x", priority=3)])
+    request = await front.claim(T0)
+    assert request is not None
+    await front.complete(request, T0)
+
+    retry = request.replace(attempt=1)  # same fingerprint: add() would drop it
+    assert await front.add([retry]) == 0
+    await front.finish(request, retry)
+    assert front.statistics() == FrontierStatistics(queued=1, delayed=0, in_flight=0, seen=1, hosts=1)
+    assert not await front.exhausted()
+
+    again = await front.claim(T0)  # no not_before: claimable at once
+    assert again is not None and again.url == "http://a.test/x" and again.attempt == 1 and again.priority == 3
+    await front.complete(again, T0)
+    await front.finish(again)
+    assert await front.exhausted()
+    assert front.statistics().seen == 1
+
+
+async def test_finish_gives_the_request_back(make: FrontierFactory) -> None:
+    """The engine's shutdown path: a claimed request is handed back unchanged, and claimed again later."""
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/0"), req("http://a.test/1")])
+    request = await front.claim(T0)
+    assert request is not None
+    await front.complete(request, T0)
+    await front.finish(request, request)
+    urls = []
+    while (nxt := await front.claim(T0)) is not None:
+        urls.append(nxt.url)
+        await front.complete(nxt, T0)
+        await front.finish(nxt)
+    assert sorted(urls) == ["http://a.test/0", "http://a.test/1"]
+    assert await front.exhausted()
+
+
+async def test_finish_with_a_delayed_retry(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/x")])
+    request = await front.claim(T0)
+    assert request is not None
+    await front.complete(request, T0)
+    await front.finish(request, request.replace(attempt=1, not_before=T0 + 5.0))
+
+    assert front.statistics() == FrontierStatistics(queued=1, delayed=1, in_flight=0, seen=1, hosts=0)
+    assert not await front.exhausted()  # a delayed retry is queued work
+    assert await front.next_wakeup(T0) == T0 + 5.0
+    assert await front.claim(T0 + 4.999) is None
+    retry = await front.claim(T0 + 5.0)
+    assert retry is not None and retry.attempt == 1
+    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=1, seen=1, hosts=0)
+    await front.complete(retry, T0 + 5.0)
+    await front.finish(retry)
+    assert await front.exhausted()
+
+
+async def test_next_wakeup_with_delayed_retries(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/0"), req("http://b.test/0"), req("http://c.test/0")])
+    claimed = await claim_all(front, T0)
+    assert len(claimed) == 3
+    waits = {"a.test": 8.0, "b.test": 2.0, "c.test": 5.0}
+    for request in claimed:
+        await front.complete(request, T0)
+        await front.finish(request, request.replace(attempt=1, not_before=T0 + waits[request.host]))
+    assert front.statistics().delayed == 3
+
+    now, order = T0, []
+    while (wake := await front.next_wakeup(now)) is not None:
+        assert wake > now  # nothing claimable before the earliest retry is due
+        now = wake
+        got = await claim_all(front, now)
+        order += [(r.host, now - T0) for r in got]
+        for request in got:
+            await front.complete(request, now)
+            await front.finish(request)
+    assert order == [("b.test", 2.0), ("c.test", 5.0), ("a.test", 8.0)]
+    assert await front.exhausted()
+
+
+async def test_delayed_retry_of_a_busy_host_waits_for_a_completion(make: FrontierFactory) -> None:
+    front = await make(per_host=1)
+    await front.add([req("http://a.test/0"), req("http://a.test/1")])
+    first = await front.claim(T0)
+    assert first is not None
+    await front.complete(first, T0)
+    second = await front.claim(T0)
+    assert second is not None
+    await front.finish(first, first.replace(attempt=1, not_before=T0 + 1.0))
+    assert await front.next_wakeup(T0) == T0 + 1.0
+    assert await front.claim(T0 + 1.0) is None  # due, but the host is at its limit
+    assert await front.next_wakeup(T0 + 1.0) is None  # only a completion can help now
+    await front.complete(second, T0 + 1.5)
+    wake = await front.next_wakeup(T0 + 1.5)
+    assert wake is not None and wake <= T0 + 1.5
+    retry = await front.claim(T0 + 1.5)
+    assert retry is not None and retry.url == "http://a.test/0" and retry.attempt == 1
+
+
 # -- properties ------------------------------------------------------------------------------------------------
 
 HOSTS = ("a.test", "b.test", "c.test")
@@ -304,28 +493,36 @@ operation = st.one_of(
     st.tuples(st.just("add"), st.sampled_from(HOSTS), st.integers(0, 7), st.integers(-2, 2)),
     st.tuples(st.just("claim"), st.floats(0.0, 3.0)),
     st.tuples(st.just("complete"), st.integers(0, 50)),
+    st.tuples(st.just("finish"), st.integers(0, 50)),
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     limits=st.fixed_dictionaries({h: st.integers(1, 3) for h in HOSTS}),
     delays=st.fixed_dictionaries({h: st.sampled_from([0.0, 0.0, 0.5, 2.0]) for h in HOSTS}),
     operations=st.lists(operation, max_size=80),
 )
 async def test_limits_held_and_every_request_claimed_once(
-    limits: dict[str, int], delays: dict[str, float], operations: list[tuple[object, ...]]
+    make: FrontierFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, int],
+    delays: dict[str, float],
+    operations: list[tuple[object, ...]],
 ) -> None:
+    # a tiny memory buffer, so that the SQLite frontier's queues spill to disk and are refilled from it
+    monkeypatch.setattr(crawler._sqlite_frontier, "BUFFER", 2)
     politeness = Politeness(jitter=0.0)
     for host in HOSTS:
         policy = politeness.get(host)
         policy.limit = limits[host]
         policy.delay = delays[host]
-    front = MemoryFrontier(politeness)
+    front = await make(politeness)  # a fresh one (a new file for SQLite) per example
     now = T0
     unique: set[str] = set()
     claimed: Counter[str] = Counter()
     in_flight: list[Request] = []
+    completed: list[Request] = []  # their leases are outstanding
     last_claim: dict[str, float] = {}
 
     async def claim() -> Request | None:
@@ -357,15 +554,21 @@ async def test_limits_held_and_every_request_claimed_once(
         elif op[0] == "claim":
             now += op[1]  # type: ignore[operator]
             await claim()
-        elif in_flight:
+        elif op[0] == "complete" and in_flight:
             request = in_flight.pop(op[1] % len(in_flight))  # type: ignore[operator]
             await front.complete(request, now)
+            completed.append(request)
+        elif op[0] == "finish" and completed:
+            await front.finish(completed.pop(op[1] % len(completed)))  # type: ignore[operator]
         assert front.statistics().in_flight == len(in_flight)
+        assert front.statistics().queued == sum(1 for url in unique if not claimed[url])
 
-    # drain: complete everything, then claim until the frontier is empty
+    # drain: complete and finish everything, then claim until the frontier is empty
     while True:
         while in_flight:
-            await front.complete(in_flight.pop(), now)
+            request = in_flight.pop()
+            await front.complete(request, now)
+            completed.append(request)
         if await claim() is not None:
             continue
         wake = await front.next_wakeup(now)
@@ -373,7 +576,12 @@ async def test_limits_held_and_every_request_claimed_once(
             break
         assert wake > now
         now = wake
+    assert not await front.exhausted() or not completed
+    for request in completed:
+        await front.finish(request)
 
     assert set(claimed) == unique
     assert all(n == 1 for n in claimed.values())
     assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=0, seen=len(unique), hosts=0)
+    assert await front.exhausted()
+    await front.close()
