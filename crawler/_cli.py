@@ -12,6 +12,7 @@ import anyio
 import click
 from rich.console import Console
 
+from crawler._bench import bench
 from crawler._engine import Engine
 from crawler._exceptions import CrawlerError, FrontierError, SettingsError, SinkError, SpiderLoadError
 from crawler._generic import SiteSpider
@@ -193,7 +194,11 @@ def crawl(
         elif all(_is_url(t) for t in target):
             spider = SiteSpider(list(target))
         elif len(target) == 1:
-            spider = load_spider_class(target[0])(**_spider_args(spider_args))
+            spider_class = load_spider_class(target[0])
+            try:
+                spider = spider_class(**_spider_args(spider_args))
+            except (TypeError, ValueError) as exc:
+                raise SpiderLoadError(f"cannot create spider {target[0]!r} with {list(spider_args)}: {exc}") from None
         else:
             raise click.UsageError("give start URLs, or one spider (file, module:Class or name)")
         cli_values = {
@@ -352,6 +357,9 @@ def plugins() -> None:
     console.print(
         "built in: sinks jsonl, csv, sqlite, - (stdout); frontiers memory, sqlite (--state DIR)", highlight=False
     )
+
+
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ from crawler._stats import Stats, current_stats
 from crawler._transport import HttpxTransport, Transport, TransportOptions
 from crawler.sinks import Sink, open_sink
 
-__all__ = ["Engine", "crawl"]
+__all__ = ["Engine", "crawl", "default_transport"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 Clock = Callable[[], float]
@@ -68,6 +68,21 @@ def _domain_allowed(host: str, allowed: Sequence[str]) -> bool:
         elif name == entry or name.endswith("." + entry):
             return True
     return False
+
+
+def default_transport(settings: Settings) -> Transport:
+    """The transport a crawl uses unless given one: httpx, configured from ``settings.crawl`` (timeout, body cap,
+    headers, TLS verification) with per-host pools sized to the largest per-host limit."""
+    crawl = settings.crawl
+    return HttpxTransport(
+        TransportOptions(
+            timeout=crawl.timeout,
+            max_body_size=crawl.max_body_size,
+            pool_size=max([crawl.per_host, *(h.per_host or 0 for h in settings.hosts)]),
+            headers={"User-Agent": crawl.user_agent, **crawl.headers},
+            verify=crawl.verify,
+        )
+    )
 
 
 class Engine:
@@ -116,15 +131,7 @@ class Engine:
                 uri, politeness=self.politeness, crawl_id=crawl.crawl_id or spider.name, settings=settings
             )
         self.frontier: Frontier = frontier
-        self.transport: Transport = transport or HttpxTransport(
-            TransportOptions(
-                timeout=crawl.timeout,
-                max_body_size=crawl.max_body_size,
-                pool_size=max([crawl.per_host, *(h.per_host or 0 for h in settings.hosts)]),
-                headers={"User-Agent": crawl.user_agent, **crawl.headers},
-                verify=crawl.verify,
-            )
-        )
+        self.transport: Transport = transport or default_transport(settings)
         self.middleware: list[Middleware] = (
             list(middleware) if middleware is not None else build_middleware(spider, settings)
         )
@@ -212,6 +219,7 @@ class Engine:
                 await self.frontier.close()
                 await self.transport.aclose()
             raise
+        self.stats.start()  # the crawl starts now, not when the engine was built
         concurrency = self.settings.crawl.concurrency
         requests_send, requests_receive = anyio.create_memory_object_stream[Request](concurrency)
         self.log.info("crawl started", concurrency=concurrency, per_host=self.settings.crawl.per_host)

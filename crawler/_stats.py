@@ -28,6 +28,10 @@ class Stats:
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
+
+    def start(self) -> None:
+        """Mark the start of the crawl (the elapsed time counts from here; creation marks it too)."""
+        self.started = self._clock()
         self.bytes = 0
         self.reason = "finished"
 
