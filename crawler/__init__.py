@@ -28,6 +28,7 @@ from crawler._generic import SiteSpider
 from crawler._harvest import ApiSpider
 from crawler._items import ItemRecord
 from crawler._link_header import Link, find_link, parse_link_header
+from crawler._log import redact
 from crawler._middleware import Middleware
 from crawler._pagination import (
     JsonCursorPaginator,
@@ -142,6 +143,7 @@ __all__ = [
     "parse_rate",
     "parse_rate_limit",
     "parse_retry_after",
+    "redact",
     "request_from_dict",
     "request_to_dict",
 ]

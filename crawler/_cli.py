@@ -67,8 +67,15 @@ async def _run(engine: Engine, settings: Settings) -> bool:
         if settings.log.progress or not sys.stderr.isatty():
             live = settings.log.progress and sys.stderr.isatty()
             tg.start_soon(lambda: report_progress(engine, live=live, interval=settings.log.summary_interval))
-        await engine.run()
+        try:
+            await engine.run()
+        except (SinkError, FrontierError) as exc:  # raised as itself, not inside the task group's ExceptionGroup
+            failure: CrawlerError | None = exc
+        else:
+            failure = None
         tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return interrupted
 
 

@@ -92,7 +92,9 @@ class Engine:
     built from ``settings`` (the httpx transport, the in-memory frontier, the adaptive per-host politeness, the
     auth middleware of ``settings.auth`` plus the spider's ``middleware``, and the sinks of
     ``settings.output``; error records go to ``settings.output.errors``, else to the ``errors`` table of each
-    SQLite item sink).  ``clock`` gives seconds since the epoch (``time.time``; tests inject one) and ``rng``
+    SQLite item sink).  A ``frontier`` given here must use the same ``politeness`` object as the engine (pass
+    both), or it reads host policies the engine never feeds; one built from ``crawl.frontier`` or ``crawl.state``
+    is wired for you.  ``clock`` gives seconds since the epoch (``time.time``; tests inject one) and ``rng``
     draws the retry jitter.
     """
 
@@ -167,6 +169,7 @@ class Engine:
         self._changed = anyio.Event()
         self._workers: TaskGroup | None = None
         self._requeued: set[int] = set()  # id() of claimed requests whose lease already ended with a retry
+        self._completed: set[int] = set()  # id() of claimed requests whose host slot was already given back
         spider.stats = self.stats  # type: ignore[attr-defined]
         spider.logger = self.log  # type: ignore[attr-defined]
         spider.settings = settings  # type: ignore[attr-defined]
@@ -257,10 +260,22 @@ class Engine:
         self._notify()
 
     async def _requeue(self, request: Request, retry: Request) -> None:
-        """End a claimed request's lease with ``retry`` queued in its place."""
+        """End a claimed request's lease with ``retry`` queued in its place (or without it, logged, when the
+        frontier cannot store it)."""
         self._requeued.add(id(request))
-        await self.frontier.finish(request, retry)
+        try:
+            await self.frontier.finish(request, retry)
+        except FrontierError as exc:
+            self.stats.error("frontier_refused")
+            self.log.error("retry not queued", request=redact(retry.url), error=str(exc))
+            await self.frontier.finish(request)
         self._notify()
+
+    async def _complete(self, request: Request, now: float) -> None:
+        """Give a claimed request's host slot back, once."""
+        if id(request) not in self._completed:
+            self._completed.add(id(request))
+            await self.frontier.complete(request, now)
 
     async def _feed_start(self) -> None:
         current_stats.set(self.stats)
@@ -313,7 +328,7 @@ class Engine:
             async for request in receive:
                 try:
                     if self._stopping:
-                        await self.frontier.complete(request, self.clock())
+                        await self._complete(request, self.clock())
                         await self._requeue(request, request)
                     else:
                         await self._process(request)
@@ -326,6 +341,7 @@ class Engine:
                     raise
                 finally:
                     self._requeued.discard(id(request))
+                    self._completed.discard(id(request))
                     self._active -= 1
                     self._slots.release()
                     self._notify()
@@ -333,18 +349,16 @@ class Engine:
     # -- one request -----------------------------------------------------------------------------------------
     async def _process(self, request: Request) -> None:
         structlog.contextvars.bind_contextvars(url=request.url)  # redacted by the log processor, if logged
-        completed = False
         try:
             if self.robots is not None and not await self._robots_allow(request):
                 return
             response = await self._fetch(request)
-            completed = True
             if response is not None:
                 await self._handle_response(request, response)
         finally:
-            if not completed:
+            if id(request) not in self._completed:
                 with anyio.CancelScope(shield=True):
-                    await self.frontier.complete(request, self.clock())
+                    await self._complete(request, self.clock())
             structlog.contextvars.unbind_contextvars("url")
 
     async def _fetch(self, request: Request) -> Response | None:
@@ -364,11 +378,11 @@ class Engine:
                     exc.url = request.url
             now = self.clock()
             self.politeness.observe(host, Outcome(error=type(exc).__name__, latency=now - started), now)
-            await self.frontier.complete(request, now)
+            await self._complete(request, now)
             await self._retry_or_fail(request, exc, None)
             return None
         except Exception as exc:  # a middleware's own bug: this request fails, the crawl goes on
-            await self.frontier.complete(request, self.clock())
+            await self._complete(request, self.clock())
             self.log.error("middleware failed", error=f"{type(exc).__name__}: {exc}")
             await self._give_up(request, exc, None)
             return None
@@ -378,7 +392,7 @@ class Engine:
         self.politeness.observe(
             host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now
         )
-        await self.frontier.complete(request, now)
+        await self._complete(request, now)
         self.stats.response(response.status, len(response.body), host)
         for middleware in reversed(self.middleware):
             result = await middleware.process_response(sent, response)

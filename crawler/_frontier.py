@@ -73,7 +73,9 @@ class Frontier(Protocol):
 
     async def next_wakeup(self, now: float) -> float | None:
         """The earliest time a queued request may become claimable, or None when none is waiting for a time
-        (nothing queued, or every host with work is at its in-flight limit until a request completes)."""
+        (nothing queued, or every host with work is at its in-flight limit until a request completes).  A frontier
+        shared between processes must return a time (say, a short poll interval), never None: work added or
+        finished by another process wakes nobody here."""
         ...
 
     async def exhausted(self) -> bool:
