@@ -142,7 +142,10 @@ class PostgresSink:
                 [Execute(_sql.describe_table, {"table": self.table})], transaction=False
             )
             if not exists:
-                await driver.run([Execute(_sql.create_table(self._target.parts))], transaction=False)
+                await driver.run(
+                    [Execute(_sql.LOCK_CREATE, {"table": self.table}), Execute(_sql.create_table(self._target.parts))],
+                    transaction=True,
+                )
                 return
         except psycopg.Error as exc:
             raise SinkError(f"cannot create table {self.table} of {self.uri!r}: {self._describe(exc)}") from None

@@ -23,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "COPY_STAGE",
     "CREATE_STAGE",
+    "LOCK_CREATE",
     "Row",
     "create_table",
     "describe_table",
@@ -47,6 +48,11 @@ CREATE_STAGE = sql.SQL(
 
 #: Copies rows (:data:`Row`) into the staging table, in COPY's text format.
 COPY_STAGE = sql.SQL("COPY {stage} ({columns}) FROM STDIN").format(stage=_STAGE, columns=_COLUMN_LIST)
+
+
+#: Serializes table creation between processes for the transaction (the parameter ``%(table)s`` is the quoted
+#: name): concurrent ``CREATE TABLE IF NOT EXISTS`` of one name can fail on PostgreSQL's catalog unique index.
+LOCK_CREATE = sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%(table)s))")
 
 
 def create_table(parts: Sequence[str]) -> sql.Composed:
