@@ -8,6 +8,8 @@ Typical use in a test::
         expected = servers.site.reachable_urls(start)
         ...                                     # crawl
         assert servers.stats().hits_by_url() == dict.fromkeys(expected, 1)
+
+And :class:`FrontierContract`, the tests every frontier passes, for a frontier's own test suite to subclass.
 """
 
 from crawler.testing._api import (
@@ -20,6 +22,7 @@ from crawler.testing._api import (
     RateLimitDialect,
     RateWindow,
 )
+from crawler.testing._frontier_contract import FrontierContract
 from crawler.testing._server import (
     Headers,
     LocalServer,
@@ -38,6 +41,7 @@ __all__ = [
     "ApiAuth",
     "ApiServer",
     "ApiStatistics",
+    "FrontierContract",
     "Headers",
     "IssuedToken",
     "LocalServer",

@@ -1,12 +1,10 @@
-"""The Redis frontier's contract, driven with fake times (``now``) against a real server: the in-memory
-frontier's scheduling (dedup, per-host limits, priorities, delays, pauses, delayed retries, wake-up times,
-statistics), and what sharing adds: several workers on one crawl id, leases that expire and are reclaimed."""
+"""The Redis frontier, driven with fake times (``now``) against a real server: the contract every frontier keeps
+(:class:`crawler.testing.FrontierContract`), what storing requests in Redis means, and what sharing adds: several
+workers on one crawl id, limits and pauses shared, leases that expire and are reclaimed."""
 
 from __future__ import annotations
 
 import json
-import random
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,12 +13,12 @@ import pytest
 from crawler import (
     CrawlSettings,
     FrontierError,
-    FrontierStatistics,
     Politeness,
     Request,
     Settings,
     open_frontier,
 )
+from crawler.testing import FrontierContract
 from crawler_redis import RedisFrontier, key_prefix
 
 pytestmark = pytest.mark.anyio
@@ -44,12 +42,13 @@ async def make(redis_url: str, crawl_id: str) -> AsyncIterator[Make]:
         per_host: int = 2,
         delay: float = 0.0,
         *,
+        jitter: float = 0.0,
         politeness: Politeness | None = None,
         lease: float = 60.0,
         poll: float = NO_POLL,
         **kwargs: Any,
     ) -> RedisFrontier:
-        politeness = politeness or Politeness(per_host=per_host, delay=delay, jitter=0.0)
+        politeness = politeness or Politeness(per_host=per_host, delay=delay, jitter=jitter)
         front = RedisFrontier(
             redis_url,
             politeness,
@@ -75,56 +74,14 @@ async def claim_all(front: RedisFrontier, now: float) -> list[Request]:
     return claimed
 
 
-# -- dedup -----------------------------------------------------------------------------------------------------
+class TestRedisContract(FrontierContract):
+    """The contract every frontier keeps, on one worker of a crawl."""
+
+    def idle_wakeup(self, now: float) -> float | None:
+        return now + NO_POLL  # never None: another worker may add work; ``make`` polls every NO_POLL seconds
 
 
-async def test_canonical_variants_are_one_request(make: Make) -> None:
-    front = await make()
-    variants = [
-        "http://example.com/b?x=1&y=2",
-        "HTTP://Example.COM:80/b?y=2&x=1",
-        "http://example.com/a/../b?x=1&y=2#section",
-        "http://example.com/./b?x=1&y=2",
-        "http://example.com/%62?x=1&y=2",
-    ]
-    assert await front.add([req(variants[0])]) == 1
-    assert await front.add([req(url) for url in variants[1:]]) == 0
-    assert front.statistics() == FrontierStatistics(queued=1, delayed=0, in_flight=0, seen=1, hosts=1)
-
-
-async def test_method_body_and_query_make_distinct_requests(make: Make) -> None:
-    front = await make()
-    added = await front.add(
-        [
-            req("http://example.com/a"),
-            req("http://example.com/a", method="POST"),
-            req("http://example.com/a", method="POST", body=b"x=1"),
-            req("http://example.com/a", method="POST", body=b"x=2"),
-            req("http://example.com/a?page=2"),
-            req("https://example.com/a"),
-        ]
-    )
-    assert added == 6
-
-
-async def test_seen_survives_claim_complete_and_finish(make: Make) -> None:
-    front = await make()
-    await front.add([req("http://example.com/a")])
-    request = await front.claim(T0)
-    assert request is not None
-    await front.complete(request, T0)
-    await front.finish(request)
-    assert await front.add([req("http://example.com/a")]) == 0
-    assert await front.claim(T0) is None
-
-
-async def test_dont_filter_bypasses_the_dedup(make: Make) -> None:
-    front = await make()
-    await front.add([req("http://example.com/a")])
-    assert await front.add([req("http://example.com/a", dont_filter=True)]) == 1
-    assert await front.add([req("http://example.com/a", dont_filter=True)]) == 1
-    assert front.statistics().queued == 3
-    assert len(await claim_all(front, T0)) == 2  # per_host=2: the third waits for a completion
+# -- storing requests ------------------------------------------------------------------------------------------
 
 
 async def test_request_round_trips_through_redis(make: Make) -> None:
@@ -159,51 +116,6 @@ async def test_a_request_that_cannot_be_stored_is_refused(make: Make) -> None:
 # -- per-host limits -------------------------------------------------------------------------------------------
 
 
-async def test_host_at_its_limit_does_not_block_other_hosts(make: Make) -> None:
-    front = await make(per_host=2)
-    await front.add([req(f"http://a.test/{i}") for i in range(4)])
-    await front.add([req(f"http://b.test/{i}") for i in range(3)])
-
-    claimed = await claim_all(front, T0)
-    assert Counter(r.host for r in claimed) == {"a.test": 2, "b.test": 2}
-    assert await front.claim(T0) is None  # both hosts at their limit though work is queued
-    assert front.statistics().queued == 3
-
-    await front.add([req("http://c.test/0")])
-    third = await front.claim(T0)
-    assert third is not None and third.host == "c.test"
-
-
-async def test_complete_frees_capacity(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req(f"http://a.test/{i}") for i in range(3)])
-    first = await front.claim(T0)
-    assert first is not None and first.url == "http://a.test/0"
-    assert await front.claim(T0) is None
-    await front.complete(first, T0)
-    await front.complete(first, T0)  # a second complete frees nothing more
-    second = await front.claim(T0)
-    assert second is not None and second.url == "http://a.test/1"
-    assert await front.claim(T0) is None
-    assert front.statistics().in_flight == 1
-
-
-async def test_ports_are_distinct_hosts(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test:8001/x"), req("http://a.test:8002/x"), req("http://a.test:8001/y")])
-    claimed = await claim_all(front, T0)
-    assert sorted(r.host for r in claimed) == ["a.test:8001", "a.test:8002"]
-
-
-async def test_per_host_policy_limit(make: Make) -> None:
-    politeness = Politeness(per_host=1, jitter=0.0)
-    politeness.get("big.test").limit = 3
-    front = await make(politeness=politeness)
-    await front.add([req(f"http://big.test/{i}") for i in range(5)] + [req(f"http://small.test/{i}") for i in range(5)])
-    claimed = await claim_all(front, T0)
-    assert Counter(r.host for r in claimed) == {"big.test": 3, "small.test": 1}
-
-
 async def test_a_lowered_limit_is_shared_on_complete(make: Make) -> None:
     """A worker whose policy halves a host's limit (a 429, say) writes it on complete: all workers obey."""
     one, two = await make(per_host=2), await make(per_host=2)
@@ -217,97 +129,7 @@ async def test_a_lowered_limit_is_shared_on_complete(make: Make) -> None:
     assert await two.claim(T0) is None
 
 
-# -- order -----------------------------------------------------------------------------------------------------
-
-
-async def test_priority_then_arrival_within_a_host(make: Make) -> None:
-    front = await make(per_host=1)
-    order = [("low", -1), ("first", 0), ("high", 5), ("second", 0), ("mid", 2), ("higher", 9)]
-    await front.add([req(f"http://a.test/{name}", priority=priority) for name, priority in order])
-    claimed = []
-    while (request := await front.claim(T0)) is not None:
-        claimed.append(request.url.rsplit("/", 1)[1])
-        await front.complete(request, T0)
-        await front.finish(request)
-    assert claimed == ["higher", "high", "mid", "first", "second", "low"]
-
-
-async def test_a_later_high_priority_request_overtakes(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/1"), req("http://a.test/2")])
-    first = await front.claim(T0)
-    assert first is not None
-    await front.add([req("http://a.test/urgent", priority=10)])
-    await front.complete(first, T0)
-    nxt = await front.claim(T0)
-    assert nxt is not None and nxt.url == "http://a.test/urgent"
-
-
-# -- time: delay, pause, delayed requests ----------------------------------------------------------------------
-
-
-async def test_delay_between_claims_for_one_host(make: Make) -> None:
-    front = await make(per_host=4, delay=2.0)
-    await front.add([req(f"http://a.test/{i}") for i in range(3)])
-    await front.add([req("http://b.test/0")])
-
-    times = []
-    now = T0
-    while len(times) < 3:
-        request = await front.claim(now)
-        if request is not None and request.host == "a.test":
-            times.append(now)
-        elif request is None:
-            wake = await front.next_wakeup(now)
-            assert wake is not None and wake > now
-            now = wake
-    assert times == [T0, T0 + 2.0, T0 + 4.0]
-
-
-async def test_delayed_host_does_not_delay_others(make: Make) -> None:
-    front = await make(per_host=4, delay=10.0)
-    await front.add([req("http://a.test/0"), req("http://a.test/1"), req("http://b.test/0")])
-    got = await claim_all(front, T0)
-    assert sorted(r.url for r in got) == ["http://a.test/0", "http://b.test/0"]
-    assert await front.claim(T0 + 9.999) is None
-    assert await front.next_wakeup(T0) == T0 + 10.0
-    late = await front.claim(T0 + 10.0)
-    assert late is not None and late.url == "http://a.test/1"
-
-
-async def test_jitter_spreads_the_delay(make: Make) -> None:
-    politeness = Politeness(per_host=9, delay=2.0, jitter=0.5)
-    front = await make(politeness=politeness, rng=random.Random(7))
-    await front.add([req(f"http://a.test/{i}") for i in range(20)])
-    now, gaps, last = T0, [], None
-    while not await front.exhausted():
-        request = await front.claim(now)
-        if request is None:
-            wake = await front.next_wakeup(now)
-            assert wake is not None
-            now = wake
-            continue
-        if last is not None:
-            gaps.append(now - last)
-        last = now
-        await front.complete(request, now)
-        await front.finish(request)
-    assert len(gaps) == 19
-    assert all(1.0 - 1e-9 <= gap <= 3.0 + 1e-9 for gap in gaps)
-    assert max(gaps) - min(gaps) > 0.1  # jittered, not constant
-
-
-async def test_pause_until_holds_the_host(make: Make) -> None:
-    politeness = Politeness(per_host=2, jitter=0.0)
-    politeness.get("a.test").pause_until = T0 + 30.0
-    front = await make(politeness=politeness)
-    await front.add([req("http://a.test/0"), req("http://b.test/0")])
-    got = await claim_all(front, T0)
-    assert [r.host for r in got] == ["b.test"]
-    assert await front.next_wakeup(T0) == T0 + 30.0
-    assert await front.claim(T0 + 29.0) is None
-    late = await front.claim(T0 + 30.0)
-    assert late is not None and late.host == "a.test"
+# -- pauses ----------------------------------------------------------------------------------------------------
 
 
 async def test_a_pause_seen_by_one_worker_holds_every_worker(make: Make) -> None:
@@ -337,166 +159,20 @@ async def test_a_pause_never_moves_back(make: Make) -> None:
     assert await two.claim(T0 + 30.0) is None
 
 
-async def test_retry_with_not_before_waits_until_then(make: Make) -> None:
-    front = await make()
-    await front.add([req("http://a.test/x")])
-    request = await front.claim(T0)
-    assert request is not None
-    await front.complete(request, T0)
-
-    await front.finish(request, request.replace(not_before=T0 + 5.0, attempt=1))  # a retry: no dedup
-    assert front.statistics() == FrontierStatistics(queued=1, delayed=1, in_flight=0, seen=1, hosts=0)
-    assert await front.next_wakeup(T0) == T0 + 5.0
-    assert await front.claim(T0 + 4.9) is None
-    retry = await front.claim(T0 + 5.0)
-    assert retry is not None and retry.attempt == 1 and retry.url == "http://a.test/x"
-    assert front.statistics().queued == 0
-
-
-async def test_added_request_with_not_before_waits(make: Make) -> None:
-    front = await make()
-    assert await front.add([req("http://a.test/later", not_before=T0 + 3.0), req("http://a.test/now")]) == 2
-    got = await claim_all(front, T0)
-    assert [r.url for r in got] == ["http://a.test/now"]
-    assert await front.next_wakeup(T0) == T0 + 3.0
-    later = await front.claim(T0 + 3.0)
-    assert later is not None and later.url == "http://a.test/later"
-
-
-async def test_delayed_requests_come_out_in_time_order(make: Make) -> None:
-    front = await make(per_host=10)
-    for i, offset in enumerate([7.0, 1.0, 4.0]):
-        await front.add([req(f"http://a.test/{i}", not_before=T0 + offset)])
-    assert await front.next_wakeup(T0) == T0 + 1.0
-    assert [r.url for r in await claim_all(front, T0 + 5.0)] == ["http://a.test/1", "http://a.test/2"]
-    assert await front.next_wakeup(T0 + 5.0) == T0 + 7.0
-
-
-async def test_next_wakeup(make: Make) -> None:
-    front = await make(per_host=1, delay=1.5)
-    assert await front.next_wakeup(T0) == T0 + NO_POLL  # nothing stored: look again later (never None)
-    await front.add([req("http://a.test/0"), req("http://a.test/1")])
-    wake = await front.next_wakeup(T0)
-    assert wake is not None and wake <= T0  # claimable now
-    first = await front.claim(T0)
-    assert first is not None
-    await front.complete(first, T0 + 0.2)
-    assert await front.next_wakeup(T0 + 0.2) == T0 + 1.5
-    second = await front.claim(T0 + 1.5)
-    assert second is not None
-    # nothing queued, but leases are out: a worker looks again after ``poll`` seconds
-    assert await front.next_wakeup(T0 + 1.5) == T0 + 1.5 + NO_POLL
-    for request in (first, second):
-        await front.complete(request, T0 + 2.0)
-        await front.finish(request)
-    assert await front.next_wakeup(T0 + 2.0) == T0 + 2.0 + NO_POLL  # nothing left
-    assert await front.exhausted()
-
-
-async def test_exhausted_only_when_nothing_is_queued_or_leased(make: Make) -> None:
-    front = await make()
-    assert await front.exhausted()
-    await front.add([req("http://a.test/0")])
-    assert not await front.exhausted()
-    request = await front.claim(T0)
-    assert request is not None
-    await front.complete(request, T0)
-    assert not await front.exhausted()  # leased until finished
-    await front.finish(request, request.replace(not_before=T0 + 1.0, attempt=1))
-    assert not await front.exhausted()  # the retry is delayed
-    retry = await front.claim(T0 + 1.0)
-    assert retry is not None
-    await front.finish(retry)
-    assert await front.exhausted()
-
-
-async def test_statistics(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/0"), req("http://a.test/1"), req("http://b.test/0"), req("http://a.test/0")])
-    await front.add([req("http://c.test/retry", not_before=T0 + 10.0, dont_filter=True)])
-    assert front.statistics() == FrontierStatistics(queued=4, delayed=1, in_flight=0, seen=3, hosts=2)
-    claimed = await claim_all(front, T0)
-    assert len(claimed) == 2
-    assert front.statistics() == FrontierStatistics(queued=2, delayed=1, in_flight=2, seen=3, hosts=1)
-    for request in claimed:
-        await front.complete(request, T0)
-    assert front.statistics().in_flight == 0
-
-
 # -- the lease: claim, complete, finish ------------------------------------------------------------------------
 
 
-async def test_lease_claim_complete_finish(make: Make) -> None:
+async def test_a_second_complete_frees_nothing(make: Make) -> None:
     front = await make(per_host=1)
-    assert await front.exhausted()
-    await front.add([req("http://a.test/x")])
-    assert not await front.exhausted()
-
-    request = await front.claim(T0)
-    assert request is not None and request.url == "http://a.test/x"
-    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=1, seen=1, hosts=0)
-    assert not await front.exhausted()  # nothing queued, but the lease is outstanding
-
-    await front.complete(request, T0)
-    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=0, seen=1, hosts=0)
-    assert not await front.exhausted()  # fetched, but its items may not be written yet
-
-    await front.finish(request)
-    assert await front.exhausted()
-    assert front.statistics() == FrontierStatistics(queued=0, delayed=0, in_flight=0, seen=1, hosts=0)
-    assert await front.claim(T0) is None
-
-
-async def test_complete_frees_the_host_before_the_lease_ends(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/0"), req("http://a.test/1")])
+    await front.add([req(f"http://a.test/{i}") for i in range(3)])
     first = await front.claim(T0)
     assert first is not None
     await front.complete(first, T0)
-    second = await front.claim(T0)  # the host slot is free though the first lease is still outstanding
+    await front.complete(first, T0)
+    second = await front.claim(T0)
     assert second is not None and second.url == "http://a.test/1"
-    await front.complete(second, T0)
-    await front.finish(second)
-    assert not await front.exhausted()
-    await front.finish(first)
-    assert await front.exhausted()
-
-
-async def test_finish_with_a_retry_skips_the_dedup(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/x", priority=3)])
-    request = await front.claim(T0)
-    assert request is not None
-    await front.complete(request, T0)
-
-    retry = request.replace(attempt=1)  # same fingerprint: add() would drop it
-    assert await front.add([retry]) == 0
-    await front.finish(request, retry)
-    assert front.statistics() == FrontierStatistics(queued=1, delayed=0, in_flight=0, seen=1, hosts=1)
-
-    again = await front.claim(T0)  # no not_before: claimable at once
-    assert again is not None and again.url == "http://a.test/x" and again.attempt == 1 and again.priority == 3
-    await front.complete(again, T0)
-    await front.finish(again)
-    assert await front.exhausted()
-    assert front.statistics().seen == 1
-
-
-async def test_finish_gives_the_request_back(make: Make) -> None:
-    """The engine's shutdown path: a claimed request is handed back unchanged, and claimed again later."""
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/0"), req("http://a.test/1")])
-    request = await front.claim(T0)
-    assert request is not None
-    await front.complete(request, T0)
-    await front.finish(request, request)
-    urls = []
-    while (nxt := await front.claim(T0)) is not None:
-        urls.append(nxt.url)
-        await front.complete(nxt, T0)
-        await front.finish(nxt)
-    assert sorted(urls) == ["http://a.test/0", "http://a.test/1"]
-    assert await front.exhausted()
+    assert await front.claim(T0) is None
+    assert front.statistics().in_flight == 1
 
 
 async def test_finish_without_complete_frees_the_slot(make: Make) -> None:
@@ -507,49 +183,6 @@ async def test_finish_without_complete_frees_the_slot(make: Make) -> None:
     await front.finish(first, first)  # cancelled before its fetch ended
     assert front.statistics().in_flight == 0
     assert await front.claim(T0) is not None
-
-
-async def test_next_wakeup_with_delayed_retries(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/0"), req("http://b.test/0"), req("http://c.test/0")])
-    claimed = await claim_all(front, T0)
-    assert len(claimed) == 3
-    waits = {"a.test": 8.0, "b.test": 2.0, "c.test": 5.0}
-    for request in claimed:
-        await front.complete(request, T0)
-        await front.finish(request, request.replace(attempt=1, not_before=T0 + waits[request.host]))
-    assert front.statistics().delayed == 3
-
-    now, order = T0, []
-    while not await front.exhausted():
-        wake = await front.next_wakeup(now)
-        assert wake is not None and wake > now  # nothing claimable before the earliest retry is due
-        now = wake
-        got = await claim_all(front, now)
-        order += [(r.host, now - T0) for r in got]
-        for request in got:
-            await front.complete(request, now)
-            await front.finish(request)
-    assert order == [("b.test", 2.0), ("c.test", 5.0), ("a.test", 8.0)]
-
-
-async def test_delayed_retry_of_a_busy_host_waits_for_a_completion(make: Make) -> None:
-    front = await make(per_host=1)
-    await front.add([req("http://a.test/0"), req("http://a.test/1")])
-    first = await front.claim(T0)
-    assert first is not None
-    await front.complete(first, T0)
-    second = await front.claim(T0)
-    assert second is not None
-    await front.finish(first, first.replace(attempt=1, not_before=T0 + 1.0))
-    assert await front.next_wakeup(T0) == T0 + 1.0
-    assert await front.claim(T0 + 1.0) is None  # due, but the host is at its limit
-    assert await front.next_wakeup(T0 + 1.0) == T0 + 1.0 + NO_POLL  # only a completion can help now
-    await front.complete(second, T0 + 1.5)
-    wake = await front.next_wakeup(T0 + 1.5)
-    assert wake is not None and wake <= T0 + 1.5
-    retry = await front.claim(T0 + 1.5)
-    assert retry is not None and retry.url == "http://a.test/0" and retry.attempt == 1
 
 
 async def test_finish_with_a_retry_that_is_not_json_keeps_the_lease(make: Make) -> None:
