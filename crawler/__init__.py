@@ -3,8 +3,12 @@
 The public API is re-exported here; everything else lives in private modules.
 """
 
+import typing
+
 from crawler._adaptive import AdaptiveHostPolicy, AdaptivePoliteness, HostOverride, parse_rate
+from crawler._aiohttp_transport import AiohttpTransport
 from crawler._auth import ApiKeyAuth, AuthError, BasicAuth, BearerAuth, OAuth2ClientCredentials, Secret
+from crawler._cassette import CassetteError, NoRecording, RecordingFailed, RecordingTransport, ReplayTransport
 from crawler._engine import Engine, crawl
 from crawler._exceptions import (
     BodyTooLarge,
@@ -41,7 +45,7 @@ from crawler._pagination import (
 from crawler._politeness import HostPolicy, Outcome, Politeness
 from crawler._ratelimit_headers import RateLimitInfo, parse_rate_limit
 from crawler._request import Request, fingerprint, request_from_dict, request_to_dict
-from crawler._response import Response
+from crawler._response import Response, network_exchange
 from crawler._retry import RetryPolicy
 from crawler._retry_after import parse_retry_after
 from crawler._settings import VERSION as __version__
@@ -50,6 +54,7 @@ from crawler._settings import (
     CrawlSettings,
     HostSettings,
     LogSettings,
+    MetricsSettings,
     OutputSettings,
     RetrySettings,
     Settings,
@@ -58,7 +63,7 @@ from crawler._settings import (
 from crawler._spider import Failure, Spider
 from crawler._sqlite_frontier import SqliteFrontier
 from crawler._stats import Stats
-from crawler._transport import HandlerTransport, HttpxTransport, Transport, TransportOptions
+from crawler._transport import AutoTransport, HandlerTransport, Transport, TransportOptions
 from crawler._url import ASSET_EXTENSIONS, canonicalize_url, host_key, is_asset_url, normalize_url
 from crawler.sinks import Sink, open_sink
 
@@ -66,13 +71,17 @@ __all__ = [
     "ASSET_EXTENSIONS",
     "AdaptiveHostPolicy",
     "AdaptivePoliteness",
+    "AiohttpTransport",
     "ApiKeyAuth",
     "ApiSpider",
     "AuthError",
     "AuthSettings",
+    "AutoTransport",
     "BasicAuth",
     "BearerAuth",
     "BodyTooLarge",
+    "CacheTransport",
+    "CassetteError",
     "CloseSpider",
     "ConnectError",
     "CrawlSettings",
@@ -99,7 +108,9 @@ __all__ = [
     "LinkHeaderPaginator",
     "LogSettings",
     "MemoryFrontier",
+    "MetricsSettings",
     "Middleware",
+    "NoRecording",
     "OAuth2ClientCredentials",
     "OffsetPaginator",
     "Outcome",
@@ -108,7 +119,10 @@ __all__ = [
     "Paginator",
     "Politeness",
     "RateLimitInfo",
+    "RecordingFailed",
+    "RecordingTransport",
     "RemoteProtocolError",
+    "ReplayTransport",
     "Request",
     "Response",
     "ResponseError",
@@ -136,6 +150,7 @@ __all__ = [
     "host_key",
     "is_asset_url",
     "load_settings",
+    "network_exchange",
     "normalize_url",
     "open_frontier",
     "open_sink",
@@ -147,3 +162,21 @@ __all__ = [
     "request_from_dict",
     "request_to_dict",
 ]
+
+if typing.TYPE_CHECKING:
+    from crawler._cache import CacheTransport
+    from crawler._httpx_transport import HttpxTransport
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Import the HTTP cache (hishel) and the httpx transport only when they are asked for: a crawl on asyncio
+    never loads httpx."""
+    if name == "CacheTransport":
+        from crawler._cache import CacheTransport
+
+        return CacheTransport
+    if name == "HttpxTransport":
+        from crawler._httpx_transport import HttpxTransport
+
+        return HttpxTransport
+    raise AttributeError(f"module 'crawler' has no attribute {name!r}")

@@ -123,7 +123,7 @@ class Point:
     concurrency: int
     per_host: int | None = None
     backend: str | None = None
-    transport: str = "httpx"
+    transport: str = "auto"
 
 
 def expand_grid(
@@ -503,7 +503,7 @@ _LOCAL_ONLY = {"site_pages": 1000, "latency": 0.05, "error_rate": 0.0, "rate_lim
 )
 @click.option(
     "--transport",
-    default="httpx",
+    default="auto",
     show_default=True,
     metavar="NAME,...",
     callback=_grid_option(lambda text: parse_name_grid(text, TRANSPORTS, "transport")),

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, TextIO
+from typing import Any, Literal, Self, TextIO
 
 import anyio
 import attrs
@@ -106,13 +106,22 @@ class TransportKind:
     backends: frozenset[str] = frozenset({"asyncio", "trio"})
 
 
-def _httpx(settings: Settings) -> Transport:
-    """The httpx transport, configured as :class:`crawler.Engine` configures its default one."""
-    return default_transport(settings)
+def _named(name: Literal["auto", "httpx", "aiohttp"]) -> Callable[[Settings], Transport]:
+    def build(settings: Settings) -> Transport:
+        """The transport ``name``, configured as :class:`crawler.Engine` configures its default one."""
+        return default_transport(attrs.evolve(settings, crawl=attrs.evolve(settings.crawl, transport=name)))
+
+    return build
 
 
-#: The transports known by name: the one list that ``--transport`` is checked against.
-TRANSPORTS: Mapping[str, TransportKind] = MappingProxyType({"httpx": TransportKind(name="httpx", build=_httpx)})
+#: The transports known by name: the one list that ``--transport`` is checked against (``crawl.transport``).
+TRANSPORTS: Mapping[str, TransportKind] = MappingProxyType(
+    {
+        "auto": TransportKind(name="auto", build=_named("auto")),
+        "aiohttp": TransportKind(name="aiohttp", build=_named("aiohttp"), backends=frozenset({"asyncio"})),
+        "httpx": TransportKind(name="httpx", build=_named("httpx")),
+    }
+)
 
 
 class MeasuringTransport:

@@ -17,9 +17,12 @@ from crawler._engine import Engine
 from crawler._exceptions import CrawlerError, FrontierError, SettingsError, SinkError, SpiderLoadError
 from crawler._generic import SiteSpider
 from crawler._harvest import ApiSpider
+from crawler._inspect import fetch, list_spiders
 from crawler._loader import load_spider_class
 from crawler._log import configure_logging
+from crawler._observe import configure_otel_from_env
 from crawler._progress import report_progress, summary_table
+from crawler._scaffold import new
 from crawler._settings import VERSION, Settings, load_settings
 from crawler._spider import Spider
 
@@ -104,6 +107,11 @@ def cli() -> None:
 @click.option("--max-depth", type=int, metavar="N", help="Do not follow links deeper than N (start URLs: 0).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Timeout per request. [30]")
 @click.option("--backend", type=click.Choice(["trio", "asyncio"]), help="Event loop. [asyncio]")
+@click.option(
+    "--transport",
+    type=click.Choice(["auto", "aiohttp", "httpx"]),
+    help="HTTP client underneath: auto is aiohttp on asyncio, httpx on trio. [auto]",
+)
 @click.option("--ignore-robots", is_flag=True, default=None, help="Do not fetch or obey robots.txt.")
 @click.option("--user-agent", metavar="TEXT", help="User-Agent header, also matched in robots.txt.")
 @click.option(
@@ -172,6 +180,29 @@ def cli() -> None:
     metavar="NAME",
     help="Add a middleware: an installed plugin's name (crawler plugins) or module:attribute (repeatable).",
 )
+@click.option(
+    "--record",
+    metavar="DIR",
+    help="Record every HTTP exchange into DIR, one YAML file each, secrets redacted (replaces DIR's recordings).",
+)
+@click.option("--replay", metavar="DIR", help="Answer every request from the exchanges recorded in DIR: no network.")
+@click.option(
+    "--cache",
+    metavar="DIR",
+    help="HTTP cache in DIR (RFC 9111): fresh responses need no request, stale ones are revalidated (304).",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="OpenTelemetry spans and metrics, exported as the OTEL_* environment variables say (crawler[otel]).",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics during the crawl (crawler[prometheus]).",
+)
 def crawl(
     target: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -218,6 +249,7 @@ def crawl(
             "crawl.max_depth": options["max_depth"],
             "crawl.timeout": options["timeout"],
             "crawl.backend": options["backend"],
+            "crawl.transport": options["transport"],
             "crawl.obey_robots": False if options["ignore_robots"] else None,
             "crawl.user_agent": options["user_agent"],
             "log.format": options["log_format"],
@@ -232,11 +264,18 @@ def crawl(
             "crawl.frontier": options["frontier"],
             "crawl.crawl_id": options["crawl_id"],
             "crawl.middleware": tuple(middleware) or None,
+            "crawl.record": options["record"],
+            "crawl.replay": options["replay"],
+            "crawl.cache": options["cache"],
+            "metrics.otel": True if options["otel"] else None,
+            "metrics.port": options["metrics_port"],
         }
         settings = load_settings(
             spider=(type(spider).__name__, type(spider).custom_settings), cli=cli_values, cli_pairs=list(pairs)
         )
         configure_logging(settings.log.format, settings.log.level)
+        if settings.metrics.otel:
+            configure_otel_from_env()
         engine = Engine(spider, settings)
     except (SettingsError, SpiderLoadError, CrawlerError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
@@ -367,6 +406,9 @@ def plugins() -> None:
 
 
 cli.add_command(bench)
+cli.add_command(fetch)
+cli.add_command(list_spiders)
+cli.add_command(new)
 
 
 def main() -> None:

@@ -29,17 +29,19 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler._adaptive import AdaptivePoliteness, HostOverride
+from crawler._aiohttp_transport import AiohttpTransport
 from crawler._auth import AuthError
 from crawler._exceptions import CloseSpider, CrawlerError, FrontierError, IgnoreRequest, InvalidURL, TransportError
 from crawler._frontier import Frontier, open_frontier
 from crawler._items import ItemRecord, to_plain
 from crawler._log import get_logger, redact
 from crawler._middleware import Middleware
+from crawler._observe import NO_SPAN, build_observer
 from crawler._outputs import Outputs, default_error_sinks
 from crawler._pagination import Paginator, from_spec
 from crawler._politeness import Outcome, Politeness
 from crawler._request import Request
-from crawler._response import Response
+from crawler._response import Response, network_exchange
 from crawler._retry import RetryPolicy
 from crawler._retry_after import parse_retry_after
 from crawler._robots import RobotsCache, RobotsUnavailable
@@ -47,7 +49,7 @@ from crawler._settings import Settings
 from crawler._setup import build_middleware
 from crawler._spider import Failure, Spider, iterate_output
 from crawler._stats import Stats, current_stats
-from crawler._transport import HttpxTransport, Transport, TransportOptions
+from crawler._transport import AutoTransport, Transport, TransportOptions
 from crawler.sinks import Sink, open_sink
 
 __all__ = ["Engine", "crawl", "default_transport"]
@@ -71,18 +73,47 @@ def _domain_allowed(host: str, allowed: Sequence[str]) -> bool:
 
 
 def default_transport(settings: Settings) -> Transport:
-    """The transport a crawl uses unless given one: httpx, configured from ``settings.crawl`` (timeout, body cap,
-    headers, TLS verification) with per-host pools sized to the largest per-host limit."""
+    """The transport a crawl uses unless given one, configured from ``settings.crawl`` (timeout, body cap,
+    headers, TLS verification) with per-host pools sized to the largest per-host limit.
+
+    Layers, innermost first: the network transport named by ``crawl.transport``; then the wrappers that the
+    settings switch on."""
     crawl = settings.crawl
-    return HttpxTransport(
-        TransportOptions(
-            timeout=crawl.timeout,
-            max_body_size=crawl.max_body_size,
-            pool_size=max([crawl.per_host, *(h.per_host or 0 for h in settings.hosts)]),
-            headers={"User-Agent": crawl.user_agent, **crawl.headers},
-            verify=crawl.verify,
-        )
+    options = TransportOptions(
+        timeout=crawl.timeout,
+        max_body_size=crawl.max_body_size,
+        pool_size=max([crawl.per_host, *(h.per_host or 0 for h in settings.hosts)]),
+        headers={"User-Agent": crawl.user_agent, **crawl.headers},
+        verify=crawl.verify,
     )
+    auth = settings.auth
+    secrets = {
+        "secret_headers": [auth.header] if auth.kind == "api_key" else [],
+        "secret_params": [auth.query_param] if auth.query_param else [],
+    }
+    transport: Transport
+    # the wrappers' modules (YAML, hishel) are imported only when a crawl uses them
+    if crawl.replay:  # replaces the network and the cache
+        from crawler._cassette import ReplayTransport
+
+        transport = ReplayTransport(crawl.replay, **secrets)
+    elif crawl.transport == "aiohttp":
+        transport = AiohttpTransport(options)
+    elif crawl.transport == "httpx":
+        from crawler._httpx_transport import HttpxTransport
+
+        transport = HttpxTransport(options)
+    else:
+        transport = AutoTransport(options)
+    if crawl.cache and not crawl.replay:
+        from crawler._cache import CacheTransport
+
+        transport = CacheTransport(transport, crawl.cache, **secrets)
+    if crawl.record:
+        from crawler._cassette import RecordingTransport
+
+        transport = RecordingTransport(transport, crawl.record, **secrets)
+    return transport
 
 
 class Engine:
@@ -166,13 +197,15 @@ class Engine:
         self._starting = True
         self._stopping = False
         self._stop_reason = "finished"
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # set on any change; made only when the dispatcher waits
+        self._changes = 0  # counts changes, so that the dispatcher sees one that came before it waited
         self._workers: TaskGroup | None = None
         self._requeued: set[int] = set()  # id() of claimed requests whose lease already ended with a retry
         self._completed: set[int] = set()  # id() of claimed requests whose host slot was already given back
         spider.stats = self.stats  # type: ignore[attr-defined]
         spider.logger = self.log  # type: ignore[attr-defined]
         spider.settings = settings  # type: ignore[attr-defined]
+        self._observer = build_observer(self)  # None unless settings.metrics turns observability on
 
     @property
     def in_flight(self) -> int:
@@ -181,8 +214,10 @@ class Engine:
 
     # -- control ---------------------------------------------------------------------------------------------
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changes += 1
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     def stop(self, reason: str, *, deadline: float | None = None) -> None:
         """Stop dispatching new requests.  In-flight requests may run ``deadline`` more seconds (None: until they
@@ -216,11 +251,15 @@ class Engine:
             await self.outputs.open()
             for middleware in self.middleware:
                 await middleware.open(self.transport.fetch)
+            if self._observer is not None:
+                await self._observer.start()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.outputs.close_sinks()
                 await self.frontier.close()
                 await self.transport.aclose()
+                if self._observer is not None:
+                    await self._observer.aclose()
             raise
         self.stats.start()  # the crawl starts now, not when the engine was built
         concurrency = self.settings.crawl.concurrency
@@ -247,6 +286,8 @@ class Engine:
                 await self.outputs.close_sinks()
                 await self.frontier.close()
                 await self.transport.aclose()
+                if self._observer is not None:
+                    await self._observer.aclose()
         self.stats.finish(self._stop_reason)
         return self.stats
 
@@ -307,7 +348,7 @@ class Engine:
         while not self._stopping:
             if self._limit_reached():
                 return None
-            changed = self._changed
+            seen = self._changes
             now = self.clock()
             if max_pages is None or self.stats.counts["pages"] + self._active < max_pages:
                 request = await self.frontier.claim(now)
@@ -317,6 +358,11 @@ class Engine:
             if not self._starting and self._active == 0 and await self.frontier.exhausted():
                 return None
             wake = await self.frontier.next_wakeup(now)
+            if self._changes != seen:  # something changed while we looked: look again
+                continue
+            changed = self._changed
+            if changed is None:
+                changed = self._changed = anyio.Event()
             timeout = math.inf if wake is None else max(wake - now, 0.0)
             with anyio.move_on_after(timeout):
                 await changed.wait()
@@ -367,10 +413,12 @@ class Engine:
         host = request.host
         started = self.clock()
         try:
-            sent = request
-            for middleware in self.middleware:
-                sent = await middleware.process_request(sent)
-            response = await self.transport.fetch(sent)
+            with NO_SPAN if self._observer is None else self._observer.request(request) as span:
+                sent = request
+                for middleware in self.middleware:
+                    sent = await middleware.process_request(sent)
+                response = await self.transport.fetch(sent)
+                span.record(response)
         except (TransportError, InvalidURL, AuthError) as exc:
             if sent.url != request.url:  # never let a credential added to the URL reach a log or a record
                 exc.args = tuple(str(a).replace(sent.url, request.url) for a in exc.args)
@@ -389,9 +437,11 @@ class Engine:
         response.request = request  # callbacks see the spider's request and URL, never the credentials
         response.url = request.url
         now = self.clock()
-        self.politeness.observe(
-            host, Outcome(status=response.status, headers=response.headers, latency=response.elapsed), now
-        )
+        exchange = network_exchange(response)  # what crossed the network: None when the HTTP cache answered alone
+        if exchange is not None:
+            self.politeness.observe(
+                host, Outcome(status=exchange.status, headers=exchange.headers, latency=exchange.elapsed), now
+            )
         await self._complete(request, now)
         self.stats.response(response.status, len(response.body), host)
         for middleware in reversed(self.middleware):
@@ -495,8 +545,9 @@ class Engine:
         """Run a callback or errback and handle its output; False when it raised."""
         index = 0
         try:
-            async for value in iterate_output(callback(*args, **request.cb_kwargs)):
-                index = await self._handle_output(value, request, index, response)
+            with NO_SPAN if self._observer is None else self._observer.callback(callback, request, response) as span:
+                async for value in iterate_output(callback(*args, **request.cb_kwargs)):
+                    index = span.items = await self._handle_output(value, request, index, response)
         except CloseSpider as exc:
             self.stop(exc.reason)
         except IgnoreRequest:

@@ -71,6 +71,16 @@ def summary_table(snapshot: dict[str, Any]) -> Table:
     for key in ("retries", "redirects", "duplicates", "offsite", "robots_disallowed", "skipped_assets"):
         if snapshot["counts"].get(key):
             rows.append((key.replace("_", " "), snapshot["counts"][key]))
+    cache = {key[6:]: n for key, n in snapshot["counts"].items() if key.startswith("cache_")}
+    if cache:  # the HTTP cache (--cache) was on
+        rows.append(
+            (
+                "http cache",
+                f"{cache.get('hits', 0)} hits, {cache.get('revalidated', 0)} revalidated (304), "
+                f"{cache.get('misses', 0)} misses: saved {cache.get('hits', 0)} requests, "
+                f"{cache.get('bytes_saved', 0):,} bytes",
+            )
+        )
     for name, value in rows:
         table.add_row(name, str(value))
     return table

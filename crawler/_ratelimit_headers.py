@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 import http_sf
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from crawler._headers import HeadersLike, header_map
 from crawler._retry_after import parse_http_date, parse_retry_after
@@ -48,6 +49,8 @@ RateLimitSource: TypeAlias = Literal[
 #: timestamp and 31 years as a delay, which no API means.  At or above 10**12 it is a timestamp in milliseconds.
 EPOCH_THRESHOLD = 1e9
 _EPOCH_MS_THRESHOLD = 1e12
+# Lower-case prefixes of every field name this module reads.
+_FIELD_PREFIXES = ("retry-after", "ratelimit", "x-ratelimit-", "x-rate-limit-")
 
 # A de-facto numeric field: a non-negative decimal, optionally with draft-style parameters (``100;w=60``).
 _NUMBER = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(;.*)?", re.DOTALL)
@@ -123,6 +126,11 @@ def parse_rate_limit(headers: HeadersLike, now: float) -> RateLimitInfo | None:
 
     Raises nothing: a malformed field is ignored (draft -10 §7), as is a negative or non-numeric value.
     """
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict) and not any(
+        name.lower().startswith(_FIELD_PREFIXES)
+        for name in headers.keys()  # noqa: SIM118 (names, repeated)
+    ):
+        return None  # the common case, checked cheaply: a response that says nothing about rate limits
     fields = header_map(headers)
     retry_after = _first(fields.get("retry-after", ()), lambda value: parse_retry_after(value, now))
     found: RateLimitInfo | None = None

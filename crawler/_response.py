@@ -15,12 +15,13 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from crawler._exceptions import InvalidURL, ResponseError
 from crawler._request import Request
 from crawler._stats import report_invalid_url
+from crawler._url import join_url
 
 if TYPE_CHECKING:
     import parsel
     from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["Response", "extract_links"]
+__all__ = ["Response", "extract_links", "network_exchange"]
 
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _SKIP_SCHEMES = ("mailto:", "javascript:", "tel:", "data:", "ftp:", "about:", "file:", "#")
@@ -47,6 +48,16 @@ def extract_links(tree: LexborHTMLParser) -> list[str]:
     if base is not None and (base_href := base.attributes.get("href")):
         out.insert(0, f"\0base:{base_href.strip()}")
     return out
+
+
+_EXCHANGE = "_crawler_network_exchange"  # where a cached Response keeps the exchange behind it (see network_exchange)
+
+
+def network_exchange(response: Response) -> Response | None:
+    """The response that crossed the network for ``response``: ``response`` itself, unless the HTTP cache answered:
+    then the ``304 Not Modified`` that revalidated it, or None when it was fresh and no request was made."""
+    exchange: Response | None = vars(response).get(_EXCHANGE, response)
+    return exchange
 
 
 class Response:
@@ -159,7 +170,7 @@ class Response:
         """Resolve ``url`` against :attr:`base_url` (RFC 3986 §5).  Raises :class:`crawler.InvalidURL` when
         ``url`` cannot be parsed (``http://[bad``)."""
         try:
-            return _urljoin(self.base_url, url)
+            return join_url(self.base_url, url)
         except ValueError as exc:
             raise InvalidURL(url, f"{exc} (linked from {self.url})") from None
 
@@ -229,8 +240,14 @@ class Response:
             items = self.xpath(xpath)
         elif urls is not None:
             items = urls
-        else:
-            items = self.iter_links()
+        else:  # the page's links, already resolved: no second urljoin
+            kwargs.setdefault("depth", self.request.depth + 1)
+            for link in self.iter_links():
+                try:
+                    yield Request(url=link, **kwargs)
+                except InvalidURL as exc:
+                    report_invalid_url(exc, self.url)
+            return
         for url in items:
             try:
                 yield self.follow(url, **kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ __all__ = [
     "CrawlSettings",
     "HostSettings",
     "LogSettings",
+    "MetricsSettings",
     "OutputSettings",
     "RetrySettings",
     "Settings",
@@ -48,6 +49,16 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+def _transport_runs_on_backend(instance: Any, attribute: Any, value: str) -> None:
+    if value == "aiohttp" and instance.backend != "asyncio":
+        raise ValueError(f"the aiohttp transport runs on asyncio only, not {instance.backend} (use httpx or auto)")
+
+
+def _not_recording(instance: Any, attribute: Any, value: str | None) -> None:
+    if value is not None and instance.record is not None:
+        raise ValueError(f"record ({instance.record!r}) and replay ({value!r}) cannot both be set: choose one")
+
+
 @attrs.frozen(kw_only=True)
 class CrawlSettings:
     """How the crawl runs.
@@ -64,10 +75,15 @@ class CrawlSettings:
     - ``user_agent``: the User-Agent sent, also the name matched in robots.txt.
     - ``headers``: extra headers sent with every request.
     - ``backend``: ``trio`` or ``asyncio``.
+    - ``transport``: the HTTP client underneath: ``aiohttp`` (asyncio only), ``httpx``, or ``auto`` (the fastest
+      on the backend: aiohttp on asyncio, httpx on trio).  Requests and responses are crawler's own either way.
     - ``shutdown_timeout``: seconds in-flight requests may take to finish after Ctrl-C.
     - ``verify``: verify TLS certificates (on by default).
     - ``state``: a directory where the crawl keeps its frontier (SQLite, ``DIR/frontier.db``), so that the same
       command run again resumes it, after Ctrl-C or a crash.
+    - ``cache``: a directory for the HTTP cache (RFC 9111, ``DIR/http-cache.db``): fresh responses are served
+      from it with no request, stale ones are revalidated (``If-None-Match`` / ``If-Modified-Since``), so a
+      recrawl of an unchanged site transfers only 304s.  None (the default): no cache.
     - ``frontier``: the frontier's URI: ``memory`` (the default without ``state``), ``sqlite:///PATH.db``, or a
       plugin's scheme such as ``redis://127.0.0.1:6379/0`` (shared by every process given the same ``crawl_id``).
     - ``crawl_id``: names the crawl in a shared frontier (default: the spider's name).
@@ -76,6 +92,10 @@ class CrawlSettings:
     - ``middleware``: middleware added after the auth middleware, each an entry-point name of the
       ``crawler.middleware`` group or a ``module:attribute`` path; each is called with the settings and returns
       the middleware.
+    - ``record``: a directory where every HTTP exchange of the crawl is recorded, one YAML file each, secrets
+      redacted (see :class:`crawler.RecordingTransport`).
+    - ``replay``: a directory recorded with ``record``: the crawl is answered from it with no network (see
+      :class:`crawler.ReplayTransport`).  Not together with ``record``.
     """
 
     concurrency: int = attrs.field(default=16, validator=_positive_int)
@@ -92,13 +112,17 @@ class CrawlSettings:
     user_agent: str = DEFAULT_USER_AGENT
     headers: dict[str, str] = attrs.field(factory=dict)
     backend: Literal["trio", "asyncio"] = "asyncio"
+    transport: Literal["auto", "httpx", "aiohttp"] = attrs.field(default="auto", validator=_transport_runs_on_backend)
     shutdown_timeout: float = attrs.field(default=10.0, converter=_float, validator=_non_negative)
     verify: bool = True
     state: str | None = None
+    cache: str | None = None
     frontier: str | None = None
     crawl_id: str | None = None
     lease: float = attrs.field(default=60.0, converter=_float, validator=v.gt(0.0))
     middleware: tuple[str, ...] = ()
+    record: str | None = None
+    replay: str | None = attrs.field(default=None, validator=_not_recording)
 
 
 @attrs.frozen(kw_only=True)
@@ -191,15 +215,34 @@ class LogSettings:
 
 
 @attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """Observability, off by default (see the README's "Observability").
+
+    - ``otel``: OpenTelemetry spans (one per request, one per callback) and metrics, sent to the global tracer
+      and meter providers (the command line sets them up from ``OTEL_*``); needs ``crawler[otel]``.
+    - ``port``: serve Prometheus metrics on ``http://HOST:PORT/metrics`` while the crawl runs (0: any free port;
+      None: no endpoint); needs ``crawler[prometheus]``.
+    - ``host``: the address the endpoint binds (loopback by default; ``0.0.0.0`` exposes it to the network).
+    - ``max_hosts``: hosts reported by the per-host metrics (delay, limit), the slowest first.
+    """
+
+    otel: bool = False
+    port: int | None = attrs.field(default=None, validator=v.optional([v.instance_of(int), v.ge(0), v.le(65535)]))
+    host: str = attrs.field(default="127.0.0.1", validator=v.min_len(1))
+    max_hosts: int = attrs.field(default=50, validator=[v.instance_of(int), v.ge(0)])
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
-    """All settings, by group: ``crawl``, ``retry``, ``auth``, ``output``, ``log``, and ``hosts`` (a list of
-    per-host overrides, ``[[hosts]]`` tables in TOML)."""
+    """All settings, by group: ``crawl``, ``retry``, ``auth``, ``output``, ``log``, ``metrics``, and ``hosts`` (a
+    list of per-host overrides, ``[[hosts]]`` tables in TOML)."""
 
     crawl: CrawlSettings = attrs.field(factory=CrawlSettings)
     retry: RetrySettings = attrs.field(factory=RetrySettings)
     auth: AuthSettings = attrs.field(factory=AuthSettings)
     output: OutputSettings = attrs.field(factory=OutputSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
+    metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     hosts: tuple[HostSettings, ...] = ()
 
 
@@ -255,6 +298,7 @@ _GROUPS: dict[str, type[Any]] = {
     "auth": AuthSettings,
     "output": OutputSettings,
     "log": LogSettings,
+    "metrics": MetricsSettings,
 }
 _KEYS: dict[str, str] = {}  # bare key -> "group.key", for keys that name one setting
 for _group, _cls in _GROUPS.items():
@@ -362,22 +406,24 @@ def read_config_file(directory: Path) -> tuple[str, dict[str, Any]] | None:
 
 def load_settings(
     *,
-    config_dir: Path | None = None,
+    config_dir: Path | Literal[False] | None = None,
     spider: tuple[str, Mapping[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
     cli: Mapping[str, Any] | None = None,
     cli_pairs: list[str] | None = None,
+    extra: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> Settings:
     """Build the settings from every layer (see the module docstring).
 
-    ``config_dir``: where to look for the config file (the current directory by default); ``spider``: (label,
-    custom_settings); ``environ``: the environment (``os.environ`` by default); ``cli``: dotted keys from the
-    command line's options (``{"crawl.concurrency": 8}``); ``cli_pairs``: ``-s KEY=VALUE`` strings.
+    ``config_dir``: where to look for the config file (the current directory by default; False: read none);
+    ``spider``: (label, custom_settings); ``environ``: the environment (``os.environ`` by default); ``cli``: dotted
+    keys from the command line's options (``{"crawl.concurrency": 8}``); ``cli_pairs``: ``-s KEY=VALUE`` strings;
+    ``extra``: layers above the command line, each (label, dotted keys), e.g. from :func:`crawler.testing.run_spider`.
 
     Raises :class:`crawler.SettingsError` naming the key, the layer and what was expected.
     """
     layers: list[tuple[str, dict[str, Any]]] = []
-    found = read_config_file(config_dir or Path.cwd())
+    found = None if config_dir is False else read_config_file(config_dir or Path.cwd())
     if found:
         layers.append(found)
     if spider:
@@ -403,8 +449,14 @@ def load_settings(
             _set(command, key, value, "the command line")
     if command:
         layers.append(("the command line", command))
+    for label, values in extra:
+        layer: dict[str, Any] = {}
+        for key, value in values.items():
+            _set(layer, key, value, label)
+        layers.append((label, layer))
     merged: dict[str, Any] = {}
     for label, data in layers:
         _check(label, data)
         _merge(merged, data)
+    _check("the layers together", merged)  # settings that conflict only across layers (record, replay)
     return _converter.structure(merged, Settings)

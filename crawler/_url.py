@@ -12,11 +12,11 @@ import ipaddress
 import posixpath
 import re
 from functools import lru_cache
-from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urljoin, urlsplit
 
 from crawler._exceptions import InvalidURL
 
-__all__ = ["ASSET_EXTENSIONS", "canonicalize_url", "host_key", "is_asset_url", "normalize_url"]
+__all__ = ["ASSET_EXTENSIONS", "canonicalize_url", "host_key", "is_asset_url", "join_url", "normalize_url"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 3986 §2.3 unreserved characters never need escaping; everything else we keep or escape as found.
@@ -206,3 +206,101 @@ def is_asset_url(url: str) -> bool:
     if dot < 0 or "/" in path[dot:]:
         return False
     return path[dot + 1 :].lower() in ASSET_EXTENSIONS
+
+
+# -- resolving links (RFC 3986 §5) -----------------------------------------------------------------------------
+_JOIN_UNSAFE = re.compile(r"[\t\r\n\[\]\\]")  # urlsplit strips or rejects these: leave such URLs to urllib
+
+
+def _path_end(url: str, start: int) -> int:
+    end = len(url)
+    for mark in "?#":
+        found = url.find(mark, start)
+        if 0 <= found < end:
+            end = found
+    return end
+
+
+@lru_cache(maxsize=1024)
+def _join_base(base: str) -> tuple[str, str, str] | None:
+    """``(origin, directory path, base without fragment)`` of an ordinary ``http(s)`` base URL; None otherwise."""
+    if not base.startswith(("http://", "https://")) or not base.isascii() or _JOIN_UNSAFE.search(base):
+        return None
+    base = base.partition("#")[0]
+    start = base.index("://") + 3
+    slash = base.find("/", start)
+    end = _path_end(base, start)
+    if slash < 0 or slash > end:  # no path: RFC 3986 §5.2.3's empty-path merge, left to urllib
+        return None
+    path = base[slash:end]
+    if "/." in path or "//" in path or ";" in path:
+        return None
+    return base[:slash], path[: path.rfind("/") + 1], base
+
+
+def _merge_segments(directory: str, path: str) -> str:
+    """``urljoin``'s path resolution (RFC 3986 §5.2.2-4 as CPython implements it): ``path`` is absolute or relative
+    to ``directory`` (which ends in ``/``); dot segments are removed and, for a relative path, empty ones too."""
+    if path[:1] == "/":
+        segments = path.split("/")
+    else:
+        segments = directory.split("/")[:-1] + path.split("/")
+        segments[1:-1] = [segment for segment in segments[1:-1] if segment]
+    resolved: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment != ".":
+            resolved.append(segment)
+    if segments[-1] in (".", ".."):
+        resolved.append("")
+    merged = "/".join(resolved)
+    return merged if merged.startswith("/") else "/" + merged
+
+
+def join_url(base: str, href: str) -> str:
+    """Resolve ``href`` against ``base`` (RFC 3986 §5.2): the same string ``urllib.parse.urljoin`` returns, built
+    by string operations for the shapes links take on real pages (absolute ``http(s)`` URLs, ``/path``,
+    ``path``, ``../path``, ``?query``, ``#fragment``), by ``urljoin`` itself for the rare others (``;params``,
+    ``//host``, other schemes, characters urllib strips or rejects, empty query or fragment markers).
+
+    Raises ``ValueError`` as ``urljoin`` does (``http://[bad``).
+    """
+    parts = _join_base(base)
+    if (
+        parts is None
+        or not href
+        or href[0] <= " "
+        or ";" in href
+        or not href.isascii()
+        or _JOIN_UNSAFE.search(href)
+        or href.endswith(("?", "#"))
+        or "?#" in href
+    ):
+        return urljoin(base, href)
+    origin, directory, whole = parts
+    first = href[0]
+    if first == "#":
+        return whole + href
+    if first == "?":
+        return whole.partition("?")[0].partition("#")[0] + href
+    if href.startswith(("http://", "https://")):
+        authority = href.index("://") + 3
+        if _path_end(href, authority) == authority or href[authority] == "/":
+            return urljoin(base, href)  # no host: urllib resolves "http://" and "http:///x" against the base
+        return href  # urljoin leaves an absolute URL as it is
+    if href.startswith("//"):  # network-path reference
+        return urljoin(base, href)
+    end = _path_end(href, 0)
+    path = href[:end]
+    colon = path.find(":")
+    if colon >= 0 and "/" not in path[:colon]:  # a scheme: mailto:, ftp:, HTTP:
+        return urljoin(base, href)
+    if first == "/":
+        if "/." not in path:
+            return origin + href
+        return origin + _merge_segments("/", path) + href[end:]
+    if "/." not in path and "//" not in path and not path.startswith("."):
+        return origin + directory + href
+    return origin + _merge_segments(directory, path) + href[end:]

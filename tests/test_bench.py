@@ -73,10 +73,10 @@ def test_name_grid() -> None:
 def test_grid_is_the_cartesian_product_concurrency_fastest() -> None:
     points = expand_grid((8, 32), (2, None), ("trio",), ("httpx",))
     assert points == [
-        Point(concurrency=8, per_host=2, backend="trio"),
-        Point(concurrency=32, per_host=2, backend="trio"),
-        Point(concurrency=8, per_host=None, backend="trio"),
-        Point(concurrency=32, per_host=None, backend="trio"),
+        Point(concurrency=8, per_host=2, backend="trio", transport="httpx"),
+        Point(concurrency=32, per_host=2, backend="trio", transport="httpx"),
+        Point(concurrency=8, per_host=None, backend="trio", transport="httpx"),
+        Point(concurrency=32, per_host=None, backend="trio", transport="httpx"),
     ]
 
 
@@ -87,7 +87,8 @@ def test_grid_is_the_cartesian_product_concurrency_fastest() -> None:
         (["--concurrency", "0"], ["--concurrency", "'0'"]),
         (["--per-host", "2,two"], ["--per-host", "'two'"]),
         (["--backend", "trio,tokio"], ["--backend", "'tokio'"]),
-        (["--transport", "aiohttp"], ["--transport", "'aiohttp'", "httpx"]),
+        (["--transport", "curl"], ["--transport", "'curl'", "aiohttp", "httpx"]),
+        (["--backend", "trio", "--transport", "aiohttp"], ["--transport", "aiohttp", "asyncio"]),
         (["--rate-limit", "many"], ["--rate-limit", "'many'"]),
         (["--max-429-rate", "2"], ["--max-429-rate", "2"]),
         (["--chart", "out.pdf"], ["--chart", "out.pdf"]),
@@ -262,8 +263,8 @@ def test_builtin_target(tmp_path: Path) -> None:
     document = json.loads(out_json.read_text())
     points = document["points"]
     assert [(p["concurrency"], p["per_host"], p["backend"], p["transport"]) for p in points] == [
-        (2, 2, "asyncio", "httpx"),
-        (8, 8, "asyncio", "httpx"),
+        (2, 2, "asyncio", "auto"),
+        (8, 8, "asyncio", "auto"),
     ]
     assert all(list(p) == list(COLUMNS) for p in points)
     check_rows(points)

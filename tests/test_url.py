@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from urllib.parse import quote, quote_from_bytes
+from urllib.parse import quote, quote_from_bytes, urljoin
 
 import pytest
 from hypothesis import assume, example, given, settings
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from crawler._exceptions import CrawlerError, InvalidURL
 from crawler._request import fingerprint
-from crawler._url import ASSET_EXTENSIONS, canonicalize_url, host_key, is_asset_url, normalize_url
+from crawler._url import ASSET_EXTENSIONS, canonicalize_url, host_key, is_asset_url, join_url, normalize_url
 
 UNRESERVED = string.ascii_letters + string.digits + "-._~"
 
@@ -486,3 +486,55 @@ def test_whatever_canonicalizes_is_idempotent(text: str) -> None:
     assert normalize_url(normalized) == normalized
     assert canonicalize_url(normalized) == canonical
     assert host_key(canonical) == host_key(text)
+
+
+# -- join_url: the fast link resolver must agree with urllib.parse.urljoin on every input ------------------------
+_HREF_ALPHABET = "ab/.?#:;=&%@ \t[]\\~é"
+_BASES = st.sampled_from(
+    [
+        "http://127.0.0.1:8765/dir/page.html",
+        "http://example.com",
+        "http://example.com/",
+        "https://example.com/a/b/c?x=1#top",
+        "http://example.com/a//b/c",
+        "http://example.com/a/./b/",
+        "http://example.com?q",
+        "http://[::1]:8080/x/y",
+        "https://user@host/p;params/q;p2?z",
+    ]
+)
+_HREFS = st.one_of(
+    st.text(alphabet=_HREF_ALPHABET, max_size=12),
+    st.builds(
+        "".join,
+        st.lists(
+            st.sampled_from(["http://", "https://", "//", "h", "/", ".", "..", "?", "#", "x=1", ":", "a"]), max_size=8
+        ),
+    ),
+)
+
+
+@given(base=_BASES, href=_HREFS)
+def test_join_url_agrees_with_urljoin(base: str, href: str) -> None:
+    try:
+        expected = urljoin(base, href)
+    except ValueError:
+        with pytest.raises(ValueError):
+            join_url(base, href)
+        return
+    assert join_url(base, href) == expected
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("page2.html", "http://h/dir/page2.html"),
+        ("/abs", "http://h/abs"),
+        ("?q=2", "http://h/dir/p.html?q=2"),
+        ("#f", "http://h/dir/p.html?x=1#f"),
+        ("https://other/x", "https://other/x"),
+        ("../up", "http://h/up"),
+    ],
+)
+def test_join_url_common_shapes(href: str, expected: str) -> None:
+    assert join_url("http://h/dir/p.html?x=1#old", href) == expected

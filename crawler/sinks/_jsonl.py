@@ -15,6 +15,10 @@ from crawler._items import ItemRecord
 __all__ = ["JsonLinesSink"]
 
 
+#: Batches up to this many characters are written from the event loop's thread; larger ones from a worker thread.
+INLINE_WRITE = 64 * 1024
+
+
 def _default(value: object) -> str:
     return str(value)
 
@@ -51,8 +55,8 @@ class JsonLinesSink:
     async def write(self, batch: Sequence[ItemRecord]) -> None:
         lines = "".join(json.dumps(r.item, ensure_ascii=False, default=_default) + "\n" for r in batch)
         try:
-            if self.path is None:
-                self._write(lines)
+            if self.path is None or len(lines) <= INLINE_WRITE:
+                self._write(lines)  # a small write to the page cache costs less than a trip to a thread
             else:
                 await anyio.to_thread.run_sync(self._write, lines)
         except OSError as exc:

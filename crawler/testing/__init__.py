@@ -10,6 +10,12 @@ Typical use in a test::
         assert servers.stats().hits_by_url() == dict.fromkeys(expected, 1)
 
 And :class:`FrontierContract`, the tests every frontier passes, for a frontier's own test suite to subclass.
+
+The testing kit for spiders: :func:`run_spider` / :func:`arun_spider` (a crawl to the end, items, errors and stats
+kept in memory, optionally replaying or recording a cassette), :class:`FakeClock`, and the assertions
+:func:`assert_max_in_flight_per_host` and :func:`assert_honoured_retry_after`.  The pytest plugin
+:mod:`crawler.testing.pytest_plugin` (registered by entry point) gives tests the ``crawl``, ``serve``,
+``fake_clock`` and ``cassette`` fixtures.
 """
 
 from crawler.testing._api import (
@@ -23,6 +29,14 @@ from crawler.testing._api import (
     RateWindow,
 )
 from crawler.testing._frontier_contract import FrontierContract
+from crawler.testing._kit import (
+    CrawlResult,
+    FakeClock,
+    arun_spider,
+    assert_honoured_retry_after,
+    assert_max_in_flight_per_host,
+    run_spider,
+)
 from crawler.testing._server import (
     Headers,
     LocalServer,
@@ -41,6 +55,8 @@ __all__ = [
     "ApiAuth",
     "ApiServer",
     "ApiStatistics",
+    "CrawlResult",
+    "FakeClock",
     "FrontierContract",
     "Headers",
     "IssuedToken",
@@ -59,8 +75,12 @@ __all__ = [
     "ServerStatistics",
     "Site",
     "SiteSpec",
+    "arun_spider",
+    "assert_honoured_retry_after",
+    "assert_max_in_flight_per_host",
     "generate_site",
     "resolve_href",
+    "run_spider",
     "serve_many",
     "split_authority",
 ]

@@ -22,6 +22,7 @@ import time
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -195,7 +196,8 @@ class LocalServer:
       body)`` reply or a callable taking a :class:`RequestInfo` and returning a reply or bytes (an exception
       becomes a 500 and is recorded in :attr:`ServerStatistics.errors`);
     - a directory (``str`` or path), served like ``python -m http.server``: ``index.html`` or a listing for
-      ``/dir/``, a 301 from ``/dir`` to ``/dir/``, 404 for anything missing.
+      ``/dir/``, a 301 from ``/dir`` to ``/dir/``, 404 for anything missing; files carry ``ETag`` and
+      ``Last-Modified`` and a conditional request that matches them gets a 304 (RFC 9110 §13.1).
 
     ``latency`` (seconds) delays every answer, or per host with a mapping keyed by Host header
     (``"127.0.0.2:8080"``) or bare host name (``"127.0.0.2"``).  ``error_rate`` (0..1) answers that fraction of
@@ -671,12 +673,33 @@ def _serve_directory(root: Path, request: RequestInfo) -> Reply:
             return 301, {"Location": location, "Content-Type": "text/plain"}, b"moved\n"
         index = target / "index.html"
         if index.is_file():
-            return 200, {"Content-Type": "text/html; charset=utf-8"}, index.read_bytes()
+            return _serve_file(index, request)
         return 200, {"Content-Type": "text/html; charset=utf-8"}, _listing(request.path, target)
     if target.is_file():
-        body = target.read_bytes()
-        return 200, {"Content-Type": _guess_type(target.name, body)}, body
+        return _serve_file(target, request)
     return _NOT_FOUND
+
+
+def _serve_file(path: Path, request: RequestInfo) -> Reply:
+    """A file with its validators, ``ETag`` (from size and mtime) and ``Last-Modified`` (RFC 9110 §8.8), or a 304
+    with them when ``If-None-Match`` matches the ETag or, without it, ``If-Modified-Since`` is not older than the
+    file (RFC 9110 §13.1.2, §13.1.3)."""
+    stat = path.stat()
+    validators = {
+        "ETag": f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+        "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+    }
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        if "*" in tags or validators["ETag"] in tags:
+            return 304, validators, b""
+    elif (since := request.headers.get("if-modified-since")) is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            if int(stat.st_mtime) <= parsedate_to_datetime(since).timestamp():
+                return 304, validators, b""
+    body = path.read_bytes()
+    return 200, {"Content-Type": _guess_type(path.name, body), **validators}, body
 
 
 def _listing(path: str, directory: Path) -> bytes:
