@@ -6,7 +6,6 @@ The public API is re-exported here; everything else lives in private modules.
 import typing
 
 from crawler._adaptive import AdaptiveHostPolicy, AdaptivePoliteness, HostOverride, parse_rate
-from crawler._aiohttp_transport import AiohttpTransport
 from crawler._auth import ApiKeyAuth, AuthError, BasicAuth, BearerAuth, OAuth2ClientCredentials, Secret
 from crawler._cassette import CassetteError, NoRecording, RecordingFailed, RecordingTransport, ReplayTransport
 from crawler._engine import Engine, crawl
@@ -164,17 +163,22 @@ __all__ = [
 ]
 
 if typing.TYPE_CHECKING:
+    from crawler._aiohttp_transport import AiohttpTransport
     from crawler._cache import CacheTransport
     from crawler._httpx_transport import HttpxTransport
 
 
 def __getattr__(name: str) -> typing.Any:
-    """Import the HTTP cache (hishel) and the httpx transport only when they are asked for: a crawl on asyncio
-    never loads httpx."""
+    """Import the HTTP cache (hishel) and the transports only when they are asked for: a crawl on asyncio never
+    loads httpx, one on trio never loads aiohttp."""
     if name == "CacheTransport":
         from crawler._cache import CacheTransport
 
         return CacheTransport
+    if name == "AiohttpTransport":
+        from crawler._aiohttp_transport import AiohttpTransport
+
+        return AiohttpTransport
     if name == "HttpxTransport":
         from crawler._httpx_transport import HttpxTransport
 

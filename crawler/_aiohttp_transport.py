@@ -13,7 +13,6 @@ per crawl as a browser would.
 
 from __future__ import annotations
 
-import ssl
 import time
 
 import aiohttp
@@ -39,7 +38,8 @@ class AiohttpTransport:
     def __init__(self, options: TransportOptions | None = None) -> None:
         self.options = options or TransportOptions()
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | bool = ssl.create_default_context() if self.options.verify else False
+        # True: aiohttp's own verifying context (the system's CA store, loaded once at import); False: no checks
+        self._ssl = bool(self.options.verify)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -67,6 +67,7 @@ class AiohttpTransport:
             headers=options.headers,
             timeout=self._timeout(options.timeout),
             auto_decompress=True,
+            cookie_jar=aiohttp.CookieJar(unsafe=True),  # as a browser and httpx do: IP-address hosts keep cookies
             trust_env=False,
             raise_for_status=False,
             max_line_size=64 * 1024,

@@ -12,17 +12,14 @@ import anyio
 import click
 from rich.console import Console
 
-from crawler._bench import bench
 from crawler._engine import Engine
 from crawler._exceptions import CrawlerError, FrontierError, SettingsError, SinkError, SpiderLoadError
 from crawler._generic import SiteSpider
 from crawler._harvest import ApiSpider
-from crawler._inspect import fetch, list_spiders
 from crawler._loader import load_spider_class
 from crawler._log import configure_logging
 from crawler._observe import configure_otel_from_env
 from crawler._progress import report_progress, summary_table
-from crawler._scaffold import new
 from crawler._settings import VERSION, Settings, load_settings
 from crawler._spider import Spider
 
@@ -82,7 +79,32 @@ async def _run(engine: Engine, settings: Settings) -> bool:
     return interrupted
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _LazyGroup(click.Group):
+    """A group whose heavier commands are imported when they are run or listed (click's documented pattern for
+    lazy subcommands), so that ``crawler crawl`` starts without loading them."""
+
+    LAZY = {  # command name -> (module, attribute)
+        "bench": ("crawler._bench", "bench"),
+        "fetch": ("crawler._inspect", "fetch"),
+        "list": ("crawler._inspect", "list_spiders"),
+        "new": ("crawler._scaffold", "new"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            import importlib
+
+            module, attribute = self.LAZY[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(VERSION, prog_name="crawler")
 def cli() -> None:
     """Crawl web sites and harvest HTTP APIs, politely, on trio or asyncio."""
@@ -403,12 +425,6 @@ def plugins() -> None:
     console.print(
         "built in: sinks jsonl, csv, sqlite, - (stdout); frontiers memory, sqlite (--state DIR)", highlight=False
     )
-
-
-cli.add_command(bench)
-cli.add_command(fetch)
-cli.add_command(list_spiders)
-cli.add_command(new)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler._adaptive import AdaptivePoliteness, HostOverride
-from crawler._aiohttp_transport import AiohttpTransport
 from crawler._auth import AuthError
 from crawler._exceptions import CloseSpider, CrawlerError, FrontierError, IgnoreRequest, InvalidURL, TransportError
 from crawler._frontier import Frontier, open_frontier
@@ -98,6 +97,8 @@ def default_transport(settings: Settings) -> Transport:
 
         transport = ReplayTransport(crawl.replay, **secrets)
     elif crawl.transport == "aiohttp":
+        from crawler._aiohttp_transport import AiohttpTransport
+
         transport = AiohttpTransport(options)
     elif crawl.transport == "httpx":
         from crawler._httpx_transport import HttpxTransport

@@ -1,4 +1,4 @@
-"""The httpx transport: httpx's ``AsyncClient`` (httpcore underneath) behind crawler's transport seam; the default
+"""The httpx transport: httpx's transports (httpcore underneath) behind crawler's transport seam; the default
 on trio, where aiohttp does not run.  See :mod:`crawler._transport` for the seam and its rules."""
 
 from __future__ import annotations
@@ -84,21 +84,41 @@ class _ShardedPool(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
+#: Headers httpx's client sends unless told otherwise (this transport drives httpx's transports directly).
+_DEFAULT_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate, br, zstd", "Connection": "keep-alive"}
+
+
+class _Host:
+    """One host's connection pools and cookie jar."""
+
+    __slots__ = ("cookies", "pool")
+
+    def __init__(self, pool: httpx.AsyncBaseTransport) -> None:
+        self.pool = pool
+        self.cookies = httpx.Cookies()
+
+
 class HttpxTransport:
-    """Fetches with ``httpx.AsyncClient``: one small client (connection pool) per host, sized to the host's
-    limit, so that no pool grows large (httpcore scans its whole pool on every request).  One TLS context is
-    shared by all clients.
+    """Fetches with httpx's transports (httpcore underneath), one set of small connection pools per host, sized to
+    the host's limit: no pool grows large (httpcore scans its whole pool on every request).  One TLS context is
+    shared by all pools.
+
+    The transports are driven without ``httpx.AsyncClient``: a crawler needs none of the client's layers (base
+    URLs, auth flows, redirects, event hooks) but the default headers and the cookies, which are kept here, one
+    jar per host (RFC 6265 through httpx's ``Cookies``).
     """
 
     def __init__(self, options: TransportOptions | None = None) -> None:
         self.options = options or TransportOptions()
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._hosts: dict[str, _Host] = {}
         self._ssl: ssl.SSLContext | bool = ssl.create_default_context() if self.options.verify else False
+        self._headers = {**_DEFAULT_HEADERS, **self.options.headers}
+        self._timeouts: dict[float, dict[str, float]] = {}
 
-    def _client(self, request: Request) -> httpx.AsyncClient:
+    def _host(self, request: Request) -> _Host:
         key = request.host
-        client = self._clients.get(key)
-        if client is None:
+        host = self._hosts.get(key)
+        if host is None:
             options = self.options
             shards = [
                 httpx.AsyncHTTPTransport(
@@ -109,30 +129,35 @@ class HttpxTransport:
                 )
                 for size in _shard_sizes(options.pool_size)
             ]
-            client = httpx.AsyncClient(
-                headers=options.headers,
-                timeout=options.timeout,
-                follow_redirects=False,
-                transport=shards[0] if len(shards) == 1 else _ShardedPool(shards),
-                trust_env=False,
-            )
-            self._clients[key] = client
-        return client
+            host = self._hosts[key] = _Host(shards[0] if len(shards) == 1 else _ShardedPool(shards))
+        return host
+
+    def _timeout(self, seconds: float) -> dict[str, float]:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+        return timeout
 
     async def fetch(self, request: Request) -> Response:
-        client = self._client(request)
+        host = self._host(request)
         timeout = request.timeout if request.timeout is not None else self.options.timeout
         started = time.perf_counter()
         try:
-            http_request = client.build_request(
+            headers = {**self._headers, **request.headers} if request.headers else self._headers
+            http_request = httpx.Request(
                 request.method,
                 request.url,
-                headers=dict(request.headers),
+                headers=headers,
                 content=request.body,
-                timeout=timeout,
+                extensions={"timeout": self._timeout(timeout)},
             )
-            response = await client.send(http_request, stream=True)
+            if host.cookies:
+                host.cookies.set_cookie_header(http_request)
+            response = await host.pool.handle_async_request(http_request)
+            response.request = http_request
             try:
+                if "set-cookie" in response.headers:
+                    host.cookies.extract_cookies(response)
                 body = await self._read(response, request.url)
             finally:
                 await response.aclose()
@@ -150,11 +175,10 @@ class HttpxTransport:
             raise RemoteProtocolError(
                 f"{type(exc).__name__} from {request.host}: {exc or 'connection closed'}", url=request.url
             ) from None
-        headers = CIMultiDictProxy(CIMultiDict(response.headers.multi_items()))
         return Response(
             url=request.url,
             status=response.status_code,
-            headers=headers,
+            headers=CIMultiDictProxy(CIMultiDict(response.headers.multi_items())),
             body=body,
             request=request,
             elapsed=time.perf_counter() - started,
@@ -182,6 +206,6 @@ class HttpxTransport:
         return b"".join(chunks)
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.aclose()
+        hosts, self._hosts = self._hosts, {}
+        for host in hosts.values():
+            await host.pool.aclose()

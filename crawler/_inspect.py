@@ -424,7 +424,10 @@ def _render(console: Console, report: dict[str, Any]) -> None:
             + (" (quota exhausted)" if info["exhausted"] else ""),
             highlight=False,
         )
-    pages = Table("paginator", "next page", "cursor", title="pagination", title_justify="left", show_edge=False)
+    pages = Table(title="pagination", title_justify="left", show_edge=False)
+    pages.add_column("paginator", no_wrap=True)
+    pages.add_column("next page", overflow="fold", ratio=3)  # folded, not cut: the URL is what you came for
+    pages.add_column("cursor", overflow="fold", ratio=1)
     none = []
     for spec, page in report["pagination"].items():
         if page is None:
@@ -442,8 +445,10 @@ def _render(console: Console, report: dict[str, Any]) -> None:
     else:
         verdict = "[green]allowed[/]" if robots["allowed"] else "[red]disallowed[/]"
         delay = f", Crawl-delay {robots['crawl_delay']:g} s" if robots["crawl_delay"] else ""
+        skipped = "" if robots["allowed"] else "; fetched because you asked, a crawl would skip it"
         console.print(
-            f"robots.txt: {verdict} for {robots['agent']!r} ({escape(robots['reason'])}){delay}", highlight=False
+            f"robots.txt: {verdict} for {robots['agent']!r} ({escape(robots['reason'])}){delay}{skipped}",
+            highlight=False,
         )
     links = report["links"]
     console.print(f"links: {links['count']} on the page" + (", the first:" if links["first"] else ""), highlight=False)

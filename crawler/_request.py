@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import attrs
 
+from crawler._exceptions import InvalidURL
 from crawler._url import canonicalize_url, host_key, normalize_url
 
 __all__ = ["IDEMPOTENT_METHODS", "Request", "fingerprint", "request_from_dict", "request_to_dict"]
@@ -81,7 +82,13 @@ class Request:
     retry_non_idempotent: bool = False
 
     def __attrs_post_init__(self) -> None:
-        url = normalize_url(self.url)  # first: a malformed URL raises InvalidURL naming what the user gave
+        raw = self.url
+        cut = raw.find("#")  # the fragment never reaches the server: one cache entry serves every fragment
+        try:
+            url = normalize_url(raw if cut < 0 else raw[:cut])
+        except InvalidURL:
+            normalize_url(raw)  # first: a malformed URL raises InvalidURL naming what the user gave
+            raise
         if self.params:
             extra = urlencode(
                 [(k, v) for k, vs in self.params.items() for v in (vs if isinstance(vs, list | tuple) else [vs])]

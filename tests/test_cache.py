@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 
@@ -36,19 +35,33 @@ from crawler.testing import LocalServer, Reply, RequestInfo, arun_spider
 
 pytestmark = pytest.mark.anyio
 
+BACKENDS = ("asyncio", "trio")
 TRANSPORTS = ("httpx", "aiohttp")
 ROBOTS = b"User-agent: *\nAllow: /\n"
 
 
-@pytest.fixture(params=TRANSPORTS)
-def transport_name(request: pytest.FixtureRequest, anyio_backend: str) -> str:
-    """Each network transport the cache wraps (``crawl.transport``); aiohttp runs on asyncio only."""
-    name = str(request.param)
-    if "transport" not in attrs.fields_dict(CrawlSettings):
-        pytest.skip("crawl.transport does not exist yet")
-    if name == "aiohttp" and anyio_backend == "trio":
-        pytest.skip("the aiohttp transport runs on asyncio only")
-    return name
+def runs_on(transport: str, backend: str) -> bool:
+    """Whether ``crawl.transport = transport`` is valid on ``crawl.backend = backend`` (aiohttp: asyncio only)."""
+    try:
+        CrawlSettings(backend=backend, transport=transport)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+#: Every network transport the cache wraps (``crawl.transport``), on every backend it runs on.
+COMBINATIONS = [
+    pytest.param(backend, transport, id=f"{backend}-{transport}")
+    for backend in BACKENDS
+    for transport in TRANSPORTS
+    if runs_on(transport, backend)
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``transport_name`` runs on each valid (backend, transport) pair, and only those."""
+    if "transport_name" in metafunc.fixturenames:
+        metafunc.parametrize(("anyio_backend", "transport_name"), COMBINATIONS)
 
 
 class Pages(Spider):

@@ -230,6 +230,10 @@ def test_in_flight_assertion_says_who_had_how_many_when() -> None:
     assert message.startswith("127.0.0.2:8000 had 3 in flight at ")
     assert message.endswith(" (GET /a, GET /b, GET /c), limit 2")
     assert "127.0.0.1" not in message
+    with pytest.raises(AssertionError) as failed:  # the requests at the peak, not the first two over the limit
+        assert_max_in_flight_per_host(stats, 1)
+    assert str(failed.value).startswith("127.0.0.2:8000 had 3 in flight at ")
+    assert str(failed.value).endswith(" (GET /a, GET /b, GET /c), limit 1")
     with pytest.raises(AssertionError, match=r"127.0.0.2:8000 had 3 in flight, limit 1 \(the request log does not"):
         assert_max_in_flight_per_host(statistics(max_in_flight={"127.0.0.2:8000": 3}), 1)
     with pytest.raises(ValueError, match="limit must be a whole number >= 1"):

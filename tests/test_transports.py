@@ -88,6 +88,18 @@ async def test_status_headers_and_body(server: LocalServer, anyio_backend: str) 
             await transport.aclose()
 
 
+async def test_cookies_are_kept_per_host(server: LocalServer, anyio_backend: str) -> None:
+    for name, transport in await _each(anyio_backend):
+        try:
+            first = json.loads((await transport.fetch(Request(url=server.url("/echo")))).body)
+            assert "cookie" not in first["headers"], name
+            await transport.fetch(Request(url=server.url("/cookies")))  # Set-Cookie: a=1, then b=2
+            seen = json.loads((await transport.fetch(Request(url=server.url("/echo")))).body)
+            assert sorted(seen["headers"]["cookie"].split("; ")) == ["a=1", "b=2"], name
+        finally:
+            await transport.aclose()
+
+
 async def test_redirects_are_not_followed(server: LocalServer, anyio_backend: str) -> None:
     for name, transport in await _each(anyio_backend):
         try:

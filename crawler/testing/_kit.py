@@ -234,22 +234,24 @@ def _wall(monotonic: float) -> str:
     return stamp.strftime("%H:%M:%S.%f")[:-3]
 
 
-def _first_excess(log: Sequence[RequestRecord], host: str, limit: int) -> tuple[float, list[RequestRecord]] | None:
-    """The first moment, from the request log, when more than ``limit`` requests to ``host`` were in flight, and
-    those requests.  Answers at the same instant as arrivals count first, so that touching requests never overlap."""
+def _busiest(log: Sequence[RequestRecord], host: str, limit: int) -> tuple[float, list[RequestRecord]] | None:
+    """The first moment, from the request log, when the most requests to ``host`` were in flight, and those
+    requests; None unless that is more than ``limit``.  Answers at the same instant as arrivals count first, so
+    that touching requests never overlap."""
     events = sorted(
         [(r.started, 1, i) for i, r in enumerate(log) if r.host == host]
         + [(r.finished, 0, i) for i, r in enumerate(log) if r.host == host]
     )
     open_: dict[int, RequestRecord] = {}
+    busiest: tuple[float, list[RequestRecord]] | None = None
     for moment, arrives, index in events:
         if not arrives:
             open_.pop(index, None)
             continue
         open_[index] = log[index]
-        if len(open_) > limit:
-            return moment, sorted(open_.values(), key=lambda r: r.started)
-    return None
+        if len(open_) > max(limit, len(busiest[1]) if busiest else 0):
+            busiest = moment, sorted(open_.values(), key=lambda r: r.started)
+    return busiest
 
 
 def assert_max_in_flight_per_host(stats: ServerStatistics, limit: int) -> None:
@@ -265,7 +267,7 @@ def assert_max_in_flight_per_host(stats: ServerStatistics, limit: int) -> None:
     for host, peak in sorted(stats.max_in_flight.items()):
         if peak <= limit:
             continue
-        found = _first_excess(stats.log, host, limit)
+        found = _busiest(stats.log, host, limit)
         if found is None:
             problems.append(f"{host} had {peak} in flight, limit {limit} (the request log does not say when)")
             continue
