@@ -19,6 +19,7 @@ import aiohttp
 import sniffio
 from yarl import URL
 
+from crawler._decoding import ContentDecoder, ContentDecodingError
 from crawler._exceptions import BodyTooLarge, ConnectError, CrawlerError, FetchTimeout, InvalidURL, RemoteProtocolError
 from crawler._request import Request
 from crawler._response import Response
@@ -104,7 +105,7 @@ class AiohttpTransport:
             raise ConnectError(f"cannot connect to {request.host}: {exc.os_error or exc}", url=url) from None
         except aiohttp.InvalidURL as exc:
             raise InvalidURL(url, str(exc)) from None
-        except aiohttp.ClientPayloadError as exc:
+        except (aiohttp.ClientPayloadError, ContentDecodingError) as exc:
             raise RemoteProtocolError(f"cannot read or decode body of {url}: {exc}", url=url) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RemoteProtocolError(
@@ -125,17 +126,22 @@ class AiohttpTransport:
         if declared is not None and declared > cap and "Content-Encoding" not in response.headers:
             raise BodyTooLarge(f"body of {url} is {declared} bytes, over the cap of {cap} bytes", url=url)
         content = response.content
+        # aiohttp undoes one content coding; codings stacked by the server ("gzip, br") are undone here, in the
+        # same bounded steps (RFC 9110 §8.4: listed in the order they were applied)
+        coding = response.headers.get("Content-Encoding", "")
+        decoder = ContentDecoder(coding) if "," in coding else None
         chunks: list[bytes] = []
         size = 0
         while True:
-            chunk = await content.read(_READ_CHUNK)  # decoded: the cap applies after decompression
-            if not chunk:
+            raw = await content.read(_READ_CHUNK)  # decoded: the cap applies after decompression
+            if not raw:
                 break
-            size += len(chunk)
-            if size > cap:
-                response.close()  # drop the connection rather than read the rest
-                raise BodyTooLarge(f"body of {url} exceeds the cap of {cap} bytes", url=url)
-            chunks.append(chunk)
+            for chunk in decoder.feed(raw) if decoder is not None else (raw,):
+                size += len(chunk)
+                if size > cap:
+                    response.close()  # drop the connection rather than read the rest
+                    raise BodyTooLarge(f"body of {url} exceeds the cap of {cap} bytes", url=url)
+                chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aclose(self) -> None:

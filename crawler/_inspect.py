@@ -401,7 +401,9 @@ def _render(console: Console, report: dict[str, Any]) -> None:
         f"  ({report['elapsed'] * 1000:.0f} ms, {body['bytes']:,} bytes, {kind})",
         highlight=False,
     )
-    headers = Table("header", "value", title="response headers", title_justify="left", show_edge=False)
+    headers = Table(title="response headers", title_justify="left", show_edge=False)
+    headers.add_column("header", no_wrap=True)
+    headers.add_column("value", overflow="fold")  # folded, not cut: a Link or a cookie is read to its end
     for name, value in report["headers"]:
         headers.add_row(name, escape(value))
     console.print(headers)
@@ -425,9 +427,9 @@ def _render(console: Console, report: dict[str, Any]) -> None:
             highlight=False,
         )
     pages = Table(title="pagination", title_justify="left", show_edge=False)
-    pages.add_column("paginator", no_wrap=True)
-    pages.add_column("next page", overflow="fold", ratio=3)  # folded, not cut: the URL is what you came for
-    pages.add_column("cursor", overflow="fold", ratio=1)
+    pages.add_column("paginator", overflow="fold")
+    pages.add_column("next page", overflow="fold")  # folded, not cut: the URL is what you came for
+    pages.add_column("cursor", overflow="fold")
     none = []
     for spec, page in report["pagination"].items():
         if page is None:

@@ -76,9 +76,8 @@ def summary_table(snapshot: dict[str, Any]) -> Table:
         rows.append(
             (
                 "http cache",
-                f"{cache.get('hits', 0)} hits, {cache.get('revalidated', 0)} revalidated (304), "
-                f"{cache.get('misses', 0)} misses: saved {cache.get('hits', 0)} requests, "
-                f"{cache.get('bytes_saved', 0):,} bytes",
+                f"{cache.get('hits', 0)} hits, {cache.get('revalidated', 0)} 304s, {cache.get('misses', 0)} misses; "
+                f"saved {cache.get('bytes_saved', 0):,} B",
             )
         )
     for name, value in rows:

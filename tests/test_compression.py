@@ -96,8 +96,6 @@ async def test_stacked_codings_are_undone_in_reverse_order(
     transport_name: str, anyio_backend: str, request: pytest.FixtureRequest
 ) -> None:
     """``Content-Encoding: gzip, br``: gzip was applied first, so br is undone first (RFC 9110 §8.4)."""
-    if transport_name == "aiohttp":  # crawler/_aiohttp_transport.py leaves aiohttp's one-coding decoder in charge
-        request.applymarker(pytest.mark.xfail(strict=True, reason="aiohttp decodes a single content coding only"))
     transport = network(transport_name, anyio_backend)
     stacked = ENCODERS["br"](gzip.compress(TEXT))
     with LocalServer({"/page": (200, {"Content-Encoding": "gzip, br"}, stacked)}) as server:

@@ -128,6 +128,21 @@ def test_fetch_robots_verdict_for_a_disallowed_url(server: LocalServer) -> None:
     assert report["robots"]["checked"] is False and report["robots"]["allowed"] is None
 
 
+def test_fetch_text_report_on_a_narrow_terminal_keeps_urls_whole_and_says_robots_would_skip(
+    server: LocalServer,
+) -> None:
+    long_next = "/api/v1/repositories/12345/issues?state=all&sort=updated&direction=desc&per_page=100&page=2"
+    routes = {"/": (200, [("Content-Type", "application/json"), ("Link", f'<{long_next}>; rel="next"')], b"[]")}
+    with LocalServer(routes) as api:
+        result = run("fetch", api.url("/"), env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout  # folded over several lines, never cut short
+    assert "per_page=100&page=2" in "".join(line.strip(" │") for line in result.stdout.splitlines())
+    result = run("fetch", server.url("/private/x.html"), "--no-body", env={"COLUMNS": "200"})
+    assert "robots.txt: disallowed for 'crawler'" in result.stdout
+    assert "fetched because you asked, a crawl would skip it" in result.stdout
+
+
 def test_fetch_robots_unavailable_means_disallowed() -> None:
     with LocalServer({"/robots.txt": (503, {}, b"down"), "/": (200, HTML, b"<title>x</title>")}) as broken:
         report = fetch_json(broken.url("/"))
