@@ -1,6 +1,7 @@
 """The transport seam: ``async fetch(request) -> Response``, with aiohttp (asyncio) or httpx (trio) behind it.
 
-Library errors are mapped to crawler's own exception tree here and nowhere else.  Redirects are not followed
+Each transport maps its library's errors to crawler's own exception tree (``_aiohttp_transport``,
+``_httpx_transport``), and nothing above the seam sees a library exception.  Redirects are not followed
 by the transport: the engine turns a 3xx into a new request, so that the redirect target goes through the
 frontier (dedup, politeness, robots.txt) like any other URL.
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from crawler._log import configure_logging
+from crawler._settings import CrawlSettings
 
 PYDOCS = Path(os.environ.get("CRAWLER_PYDOCS", "/usr/share/doc/python3.11/html"))
 
@@ -40,3 +41,28 @@ def pydocs() -> Path:
             pytest.fail(f"the Python documentation is missing at {PYDOCS}: .ci/run should install python3.11-doc")
         pytest.skip(f"the Python documentation is not installed at {PYDOCS} (apt-get install python3.11-doc)")
     return PYDOCS
+
+
+def runs_on(transport: str, backend: str) -> bool:
+    """Whether ``crawl.transport = transport`` is valid on ``crawl.backend = backend`` (aiohttp: asyncio only)."""
+    try:
+        CrawlSettings(backend=backend, transport=transport)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+#: Every network transport (``crawl.transport``) on every backend it runs on.
+TRANSPORT_COMBINATIONS = [
+    pytest.param(backend, transport, id=f"{backend}-{transport}")
+    for backend in ("asyncio", "trio")
+    for transport in ("httpx", "aiohttp")
+    if runs_on(transport, backend)
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before the anyio_backend fixture's own parametrization
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``transport_name`` runs on each valid (backend, transport) pair, and only those."""
+    if "transport_name" in metafunc.fixturenames:
+        metafunc.parametrize(("anyio_backend", "transport_name"), TRANSPORT_COMBINATIONS)

@@ -30,38 +30,11 @@ from crawler import (
 )
 from crawler._cache import CACHE_FILE
 from crawler._engine import default_transport
-from crawler._settings import CrawlSettings
 from crawler.testing import LocalServer, Reply, RequestInfo, arun_spider
 
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ("asyncio", "trio")
-TRANSPORTS = ("httpx", "aiohttp")
 ROBOTS = b"User-agent: *\nAllow: /\n"
-
-
-def runs_on(transport: str, backend: str) -> bool:
-    """Whether ``crawl.transport = transport`` is valid on ``crawl.backend = backend`` (aiohttp: asyncio only)."""
-    try:
-        CrawlSettings(backend=backend, transport=transport)  # type: ignore[arg-type]
-    except ValueError:
-        return False
-    return True
-
-
-#: Every network transport the cache wraps (``crawl.transport``), on every backend it runs on.
-COMBINATIONS = [
-    pytest.param(backend, transport, id=f"{backend}-{transport}")
-    for backend in BACKENDS
-    for transport in TRANSPORTS
-    if runs_on(transport, backend)
-]
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test that takes ``transport_name`` runs on each valid (backend, transport) pair, and only those."""
-    if "transport_name" in metafunc.fixturenames:
-        metafunc.parametrize(("anyio_backend", "transport_name"), COMBINATIONS)
 
 
 class Pages(Spider):

@@ -18,14 +18,11 @@ import zstandard
 from crawler import BodyTooLarge, RemoteProtocolError, Request, Response, Spider, load_settings
 from crawler._decoding import STEP, ContentDecoder, ContentDecodingError
 from crawler._engine import default_transport
-from crawler._settings import CrawlSettings
 from crawler._transport import Transport
 from crawler.testing import LocalServer, Reply, arun_spider
 
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ("asyncio", "trio")
-TRANSPORTS = ("httpx", "aiohttp")
 TEXT = b"<title>compressed</title>" + b"<p>the same words, again and again</p>" * 500
 
 ENCODERS: dict[str, Callable[[bytes], bytes]] = {
@@ -36,30 +33,6 @@ ENCODERS: dict[str, Callable[[bytes], bytes]] = {
 }
 CAP = 1024 * 1024  # bytes
 BOMB = 64 * CAP  # bytes of zeros, compressed to about 100 bytes (br), 2 KiB (zstd), 64 KiB (gzip)
-
-
-def runs_on(transport: str, backend: str) -> bool:
-    """Whether ``crawl.transport = transport`` is valid on ``crawl.backend = backend`` (aiohttp: asyncio only)."""
-    try:
-        CrawlSettings(backend=backend, transport=transport)  # type: ignore[arg-type]
-    except ValueError:
-        return False
-    return True
-
-
-#: Every network transport, on every backend it runs on.
-COMBINATIONS = [
-    pytest.param(backend, transport, id=f"{backend}-{transport}")
-    for backend in BACKENDS
-    for transport in TRANSPORTS
-    if runs_on(transport, backend)
-]
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test that takes ``transport_name`` runs on each valid (backend, transport) pair, and only those."""
-    if "transport_name" in metafunc.fixturenames:
-        metafunc.parametrize(("anyio_backend", "transport_name"), COMBINATIONS)
 
 
 def network(name: str, backend: str, **settings: Any) -> Transport:
